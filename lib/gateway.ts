@@ -1,0 +1,243 @@
+/**
+ * The Gateway: owns the current config snapshot (runtime) and the ordered stages, and runs them for
+ * `chat()` / `chatStream()`. `createGatewayRouter()` mounts the very same stages as Express middlewares,
+ * so the programmatic and the HTTP face share one implementation.
+ */
+import type {
+  CacheBackendName,
+  ChatRequest,
+  ChatResponse,
+  GatewayFileConfig,
+  Logger,
+  ProviderFileConfig,
+  StreamChunk,
+  StreamDone,
+} from '../types/index.js';
+import { loadConfig, resolveConfig, validateFileConfig } from './config.js';
+import type { GatewayContext, StreamEvent } from './context.js';
+import { createContext, finishContext } from './context.js';
+import { ConfigError, GatewayError, toGatewayError } from './errors.js';
+import { createDefaultLogger } from './logger.js';
+import { routeStage } from './middlewares/route.js';
+import { Provider } from './provider.js';
+import { GatewayRuntime } from './runtime.js';
+import type { Stage } from './stage.js';
+import { runStages } from './stage.js';
+import { validateChatRequest } from './validations.js';
+
+/** Programmatic options: the file's sections, plus camelCase conveniences and code-only settings. */
+export interface GatewayOptions extends Partial<Omit<GatewayFileConfig, 'providers'>> {
+  providers: Provider[] | Record<string, ProviderFileConfig>;
+  /** Shorthand for `cache.backend`. */
+  cacheBackend?: CacheBackendName;
+  /** Shorthand for `cache.ttl_seconds`. */
+  cacheTtl?: number;
+  logger?: Logger;
+  /** Stage names or stage objects, in order; default: `defaultPipeline`. */
+  pipeline?: (string | Stage)[];
+  /** Environment used for `${VAR}` interpolation; default `process.env`. */
+  env?: NodeJS.ProcessEnv;
+}
+
+export type GatewayInput = string | GatewayOptions | GatewayFileConfig;
+
+/** Factories for the named stages a pipeline can list. Later features register theirs here. */
+export const stageFactories: Record<string, (gateway: Gateway) => Stage> = {
+  route: () => routeStage(),
+};
+
+/** The stages, in order, when the config names none. */
+export const defaultPipeline: string[] = ['route'];
+
+export interface CallOptions {
+  /** Cancels the call (and the upstream request). */
+  signal?: AbortSignal;
+  requestId?: string;
+  user?: string;
+}
+
+function toFileConfig(input: Exclude<GatewayInput, string>): GatewayFileConfig {
+  const { cacheBackend, cacheTtl, logger: _l, pipeline: _p, env: _e, ...rest } = input as GatewayOptions;
+  const providers = Array.isArray(rest.providers)
+    ? Object.fromEntries(
+        rest.providers.map((p) => {
+          if (!(p instanceof Provider)) {
+            throw new ConfigError('providers: an array must hold `new Provider({...})` objects; or pass a mapping as in YAML.');
+          }
+          return [p.name, p.toFileConfig()];
+        }),
+      )
+    : rest.providers;
+  const cache = { ...(rest.cache ?? {}) };
+  if (cacheBackend !== undefined) cache.backend = cacheBackend;
+  if (cacheTtl !== undefined) cache.ttl_seconds = cacheTtl;
+  const out: Record<string, unknown> = { ...rest, providers };
+  if (Object.keys(cache).length) out.cache = cache;
+  // A RoutingPolicy instance carries its file shape.
+  const routing = rest.routing as { toFileConfig?: () => unknown } | undefined;
+  if (routing && typeof routing.toFileConfig === 'function') out.routing = routing.toFileConfig();
+  return out as unknown as GatewayFileConfig;
+}
+
+/** A stream of chunks from `gateway.chatStream()`; `done` resolves with the final usage and cost. */
+export interface ChatStream extends AsyncIterable<StreamChunk> {
+  readonly done: Promise<StreamDone>;
+  readonly requestId: string;
+}
+
+export class Gateway {
+  readonly logger: Logger;
+  /** Set when the config came from a file: reload() reads it again. */
+  readonly configPath?: string;
+  private current: GatewayRuntime;
+  private readonly env: NodeJS.ProcessEnv;
+  private stageList: Stage[];
+  private readonly closers: (() => void | Promise<void>)[] = [];
+
+  constructor(input: GatewayInput) {
+    const options: Partial<GatewayOptions> = typeof input === 'string' ? {} : (input as GatewayOptions);
+    this.logger = options.logger ?? createDefaultLogger();
+    this.env = options.env ?? process.env;
+    if (typeof input === 'string') this.configPath = input;
+    this.current = new GatewayRuntime(resolveConfig(this.readConfig(input)), this.logger);
+    this.stageList = this.buildStages(options.pipeline ?? defaultPipeline);
+  }
+
+  private readConfig(input: GatewayInput): GatewayFileConfig {
+    if (typeof input === 'string') return loadConfig(input, this.env);
+    if (!input || typeof input !== 'object') {
+      throw new ConfigError('Gateway config must be a YAML file path or a config object with `providers`.');
+    }
+    return validateFileConfig(toFileConfig(input), this.env);
+  }
+
+  private buildStages(entries: (string | Stage)[]): Stage[] {
+    return entries.map((entry) => {
+      if (typeof entry !== 'string') return entry;
+      const factory = stageFactories[entry];
+      if (!factory) {
+        throw new ConfigError(
+          `pipeline: unknown stage "${entry}". Known stages: ${Object.keys(stageFactories).join(', ')}.`,
+        );
+      }
+      return factory(this);
+    });
+  }
+
+  /** The config snapshot new requests run on. */
+  get runtime(): GatewayRuntime {
+    return this.current;
+  }
+
+  get stages(): readonly Stage[] {
+    return this.stageList;
+  }
+
+  /** Replaces the pipeline (names from `stageFactories` or stage objects). */
+  setPipeline(entries: (string | Stage)[]): void {
+    this.stageList = this.buildStages(entries);
+  }
+
+  /**
+   * Validates a new config completely, then swaps it in atomically. Without an argument, re-reads the
+   * config file. On any error the running config stays and the error is thrown.
+   */
+  reload(input?: GatewayInput): void {
+    const source = input ?? this.configPath;
+    if (source === undefined) throw new ConfigError('reload() needs a config: this gateway was not built from a file.');
+    const next = new GatewayRuntime(resolveConfig(this.readConfig(source)), this.logger, this.current);
+    const previous = this.current;
+    this.current = next;
+    previous.closeUnused(next);
+    this.logger.info({ providers: next.config.providers.map((p) => p.name) }, 'Gateway config reloaded.');
+  }
+
+  /** Registers cleanup for close() (analytics flush, store connections). */
+  onClose(fn: () => void | Promise<void>): void {
+    this.closers.push(fn);
+  }
+
+  async close(): Promise<void> {
+    for (const fn of this.closers.splice(0)) await fn();
+    this.current.closeUnused();
+  }
+
+  health() {
+    return {
+      status: 'ok' as const,
+      providers: [...this.current.providers.values()].map((p) => ({
+        name: p.config.name,
+        type: p.config.type,
+        enabled: p.config.enabled,
+        models: p.config.models,
+        keys: p.config.apiKeys.length,
+      })),
+    };
+  }
+
+  /** Creates the context for one request, as the HTTP face does in parseRequest(). */
+  createContext(body: unknown, stream: boolean, options: CallOptions = {}): GatewayContext {
+    const warnings: string[] = [];
+    const request = validateChatRequest(body, warnings);
+    const ctx = createContext(this.current, request, { stream, ...options });
+    ctx.warnings.push(...warnings);
+    return ctx;
+  }
+
+  async chat(request: ChatRequest, options: CallOptions = {}): Promise<ChatResponse> {
+    const ctx = this.createContext(request, false, options);
+    try {
+      await runStages(this.stageList, ctx);
+      if (!ctx.response) throw new GatewayError('server_error', 'No stage produced a response.', { status: 500 });
+      finishContext(ctx, { status: 200, response: ctx.response });
+      return ctx.response;
+    } catch (err) {
+      const error = toGatewayError(err);
+      finishContext(ctx, { status: error.status, error });
+      throw error;
+    }
+  }
+
+  chatStream(request: ChatRequest, options: CallOptions = {}): ChatStream {
+    const ctx = this.createContext(request, true, options);
+    const stages = this.stageList;
+    let resolveDone!: (d: StreamDone) => void;
+    let rejectDone!: (e: unknown) => void;
+    const done = new Promise<StreamDone>((res, rej) => {
+      resolveDone = res;
+      rejectDone = rej;
+    });
+    // Nobody may await `done`; an unobserved rejection must not crash the host.
+    done.catch(() => {});
+    async function* chunks(): AsyncGenerator<StreamChunk> {
+      let events: AsyncIterator<StreamEvent> | undefined;
+      try {
+        await runStages(stages, ctx);
+        if (!ctx.streamEvents) throw new GatewayError('server_error', 'No stage produced a stream.', { status: 500 });
+        events = ctx.streamEvents[Symbol.asyncIterator]();
+        for (;;) {
+          const { value, done: finished } = await events.next();
+          if (finished) break;
+          if (value.type === 'chunk') yield value.chunk;
+          else resolveDone(value.done);
+        }
+      } catch (err) {
+        const error = toGatewayError(err);
+        finishContext(ctx, { status: error.status, error });
+        rejectDone(error);
+        throw error;
+      } finally {
+        // A consumer that breaks out early ends the upstream call.
+        if (events) await events.return?.(undefined);
+        else ctx.abort();
+        rejectDone(new GatewayError('connection', 'The stream was closed before it completed.', { status: 499 }));
+      }
+    }
+    const iterable = chunks();
+    return {
+      done,
+      requestId: ctx.requestId,
+      [Symbol.asyncIterator]: () => iterable,
+    };
+  }
+}

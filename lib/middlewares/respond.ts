@@ -1,0 +1,88 @@
+/**
+ * The last stage over HTTP: writes `ctx.response` as JSON, or `ctx.streamEvents` as server-sent events in
+ * the gateway's one stream format. Written with node's own response methods: Express' `res.json()` adds an
+ * ETag hash and a second serialisation we do not need.
+ */
+import type { RequestHandler, Response } from 'express';
+import type { GatewayContext } from '../context.js';
+import { finishContext } from '../context.js';
+import { toGatewayError } from '../errors.js';
+import { sseEvent } from '../sse.js';
+import { contextOf } from '../stage.js';
+
+/** Header values must be printable ASCII; anything a client or provider put in them is cleaned here. */
+function headerSafe(value: string): string {
+  return value.replace(/[^\x20-\x7e]/g, '?').slice(0, 1024);
+}
+
+export function gatewayHeaders(ctx: GatewayContext): Record<string, string> {
+  const headers: Record<string, string> = { 'X-Request-Id': ctx.requestId, ...ctx.responseHeaders };
+  if (ctx.cacheStatus) headers['X-Gateway-Cache'] = ctx.cacheStatus;
+  if (ctx.warnings.length) headers['X-Gateway-Warnings'] = headerSafe(ctx.warnings.join('; '));
+  return headers;
+}
+
+export function writeJson(res: Response, status: number, body: unknown, headers: Record<string, string>): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    ...headers,
+    'Content-Type': 'application/json; charset=utf-8',
+    'Content-Length': Buffer.byteLength(text),
+  });
+  res.end(text);
+}
+
+async function writeStream(ctx: GatewayContext, res: Response): Promise<void> {
+  res.writeHead(200, {
+    ...gatewayHeaders(ctx),
+    'Content-Type': 'text/event-stream; charset=utf-8',
+    'Cache-Control': 'no-cache, no-transform',
+    Connection: 'keep-alive',
+    // Reverse proxies (nginx) buffer responses unless told not to; streams must flow chunk by chunk.
+    'X-Accel-Buffering': 'no',
+  });
+  res.flushHeaders();
+  const events = ctx.streamEvents![Symbol.asyncIterator]();
+  try {
+    for (;;) {
+      if (res.destroyed) break;
+      const { value, done } = await events.next();
+      if (done) break;
+      if (value.type === 'chunk') res.write(sseEvent(value.chunk));
+      else res.write(sseEvent(value.done, 'done'));
+    }
+  } catch (err) {
+    const error = toGatewayError(err);
+    if (!res.destroyed) res.write(sseEvent(error.toJSON(ctx.requestId), 'error'));
+  } finally {
+    // Stops the upstream when we leave early (client gone).
+    await events.return?.(undefined);
+    res.end();
+  }
+}
+
+export function respond(): RequestHandler {
+  return function respondMiddleware(_req, res, next) {
+    let ctx: GatewayContext;
+    try {
+      ctx = contextOf(res, 'respond()');
+    } catch (err) {
+      next(err);
+      return;
+    }
+    if (ctx.streamEvents) {
+      writeStream(ctx, res).catch(next);
+      return;
+    }
+    if (!ctx.response) {
+      next(new Error('No stage produced a response: is the route stage in the pipeline?'));
+      return;
+    }
+    writeJson(res, 200, ctx.response, {
+      ...gatewayHeaders(ctx),
+      'X-Gateway-Provider': ctx.response.provider,
+      'X-Gateway-Model': ctx.response.model,
+    });
+    finishContext(ctx, { status: 200, response: ctx.response });
+  };
+}

@@ -1,0 +1,57 @@
+/**
+ * createGatewayRouter(): an express.Router whose chat routes are the gateway's stages, one Express
+ * middleware each, between request parsing and the response. A host can pass its own order (stage names,
+ * stage objects or plain Express middlewares) or build a router by hand from the exported pieces.
+ */
+import express, { type RequestHandler, type Router } from 'express';
+import type { GatewayInput } from './gateway.js';
+import { Gateway, stageFactories } from './gateway.js';
+import { errorHandler } from './middlewares/error-handler.js';
+import { parseRequest } from './middlewares/parse-request.js';
+import { respond, writeJson } from './middlewares/respond.js';
+import type { Stage } from './stage.js';
+import { toExpress } from './stage.js';
+
+export type PipelineEntry = string | Stage | RequestHandler;
+
+export interface RouterOptions {
+  /**
+   * The chat pipeline between parsing and the response. Strings name stages (`'route'`), stage objects run
+   * in both faces, plain Express middlewares run only over HTTP. Default: the gateway's own stages.
+   */
+  pipeline?: PipelineEntry[];
+}
+
+export interface GatewayRouter extends Router {
+  readonly gateway: Gateway;
+}
+
+function isStage(entry: unknown): entry is Stage {
+  return typeof entry === 'object' && entry !== null && typeof (entry as Stage).run === 'function';
+}
+
+export function createGatewayRouter(config: GatewayInput | Gateway, options: RouterOptions = {}): GatewayRouter {
+  const gateway = config instanceof Gateway ? config : new Gateway(config);
+  const router = express.Router() as GatewayRouter;
+  Object.defineProperty(router, 'gateway', { value: gateway });
+
+  const chain = (options.pipeline ?? gateway.stages).map((entry): RequestHandler => {
+    if (typeof entry === 'function') return entry;
+    if (isStage(entry)) return toExpress(entry);
+    const stage = gateway.stages.find((s) => s.name === entry);
+    if (stage) return toExpress(stage);
+    const factory = stageFactories[entry];
+    if (factory) return toExpress(factory(gateway));
+    throw new Error(`pipeline: unknown stage "${entry}". Known stages: ${Object.keys(stageFactories).join(', ')}.`);
+  });
+
+  const jsonBody = express.json({ limit: gateway.runtime.config.bodyLimit });
+
+  router.get('/health', function healthHandler(_req, res) {
+    writeJson(res, 200, gateway.health(), {});
+  });
+  router.post('/chat', jsonBody, parseRequest(gateway, { stream: false }), ...chain, respond());
+  router.post('/chat/stream', jsonBody, parseRequest(gateway, { stream: true }), ...chain, respond());
+  router.use(errorHandler({ logger: gateway.logger }));
+  return router;
+}

@@ -1,0 +1,247 @@
+/**
+ * The HTTP side of a provider call: one lean axios instance per provider (keep-alive agents, no redirect
+ * wrapper, no double JSON transforms), timeouts, client aborts, and the translation of every failure into a
+ * GatewayError with a kind. Adapters stay pure; this file is the only one that talks to the network.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
+import type { ChatRequest, ResolvedProvider } from '../types/index.js';
+import { GatewayError, kindOfStatus } from './errors.js';
+import type { AdapterResult, ProviderAdapter, StreamPart, Target } from './providers/adapter.js';
+import { redactSecrets } from './redact.js';
+import { createFrameParser } from './sse.js';
+
+/** How long a Retry-After from upstream may make us wait at most. */
+const MAX_RETRY_AFTER_MS = 60_000;
+
+export function parseRetryAfter(headers: Record<string, unknown>): number | undefined {
+  const ms = Number(headers['retry-after-ms']);
+  if (Number.isFinite(ms) && ms >= 0) return Math.min(ms, MAX_RETRY_AFTER_MS);
+  const raw = headers['retry-after'];
+  if (typeof raw !== 'string' || raw === '') return undefined;
+  const seconds = Number(raw);
+  if (Number.isFinite(seconds) && seconds >= 0) return Math.min(seconds * 1000, MAX_RETRY_AFTER_MS);
+  const date = Date.parse(raw);
+  return Number.isFinite(date) ? Math.min(Math.max(0, date - Date.now()), MAX_RETRY_AFTER_MS) : undefined;
+}
+
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ERR_SOCKET_CONNECTION_TIMEOUT',
+]);
+
+/** Why an attempt was aborted: the client went away, or our own deadline passed. */
+type AbortReason = 'client' | 'timeout';
+
+export class UpstreamClient {
+  readonly http: AxiosInstance;
+  private readonly agents: { http: http.Agent; https: https.Agent };
+
+  constructor(public provider: ResolvedProvider) {
+    this.agents = {
+      http: new http.Agent({ keepAlive: true, maxSockets: 256 }),
+      https: new https.Agent({ keepAlive: true, maxSockets: 256 }),
+    };
+    this.http = axios.create({
+      httpAgent: this.agents.http,
+      httpsAgent: this.agents.https,
+      // The default follows redirects through a wrapper that doubles axios' cost per request, and a
+      // provider API never redirects a POST anyway.
+      maxRedirects: 0,
+      // We parse and serialise JSON ourselves, exactly once.
+      transformRequest: [(data) => data],
+      transformResponse: [(data) => data],
+      validateStatus: () => true,
+      // Provider answers can be large, but not unbounded.
+      maxContentLength: 50 * 1024 * 1024,
+      proxy: false,
+    });
+  }
+
+  close(): void {
+    this.agents.http.destroy();
+    this.agents.https.destroy();
+  }
+
+  /** Knows every secret of this provider, so that relayed text can be scrubbed of them. */
+  private scrub(text: string): string {
+    return redactSecrets(text, this.provider.apiKeys);
+  }
+
+  private attemptSignal(clientSignal: AbortSignal | undefined) {
+    const controller = new AbortController();
+    let reason: AbortReason | undefined;
+    const onClientAbort = () => {
+      reason ??= 'client';
+      controller.abort();
+    };
+    if (clientSignal?.aborted) onClientAbort();
+    else clientSignal?.addEventListener('abort', onClientAbort, { once: true });
+    const timer = setTimeout(() => {
+      reason ??= 'timeout';
+      controller.abort();
+    }, this.provider.timeoutMs);
+    timer.unref?.();
+    return {
+      signal: controller.signal,
+      reason: () => reason,
+      /** Stops the deadline (at the first byte for streams, at the end for whole answers). */
+      disarm: () => clearTimeout(timer),
+      release: () => {
+        clearTimeout(timer);
+        clientSignal?.removeEventListener('abort', onClientAbort);
+      },
+      abort: () => controller.abort(),
+    };
+  }
+
+  private transportError(err: unknown, reason: AbortReason | undefined): GatewayError {
+    const name = this.provider.name;
+    if (reason === 'client') {
+      return new GatewayError('connection', 'The client closed the request.', { provider: name, status: 499 });
+    }
+    if (reason === 'timeout') {
+      return new GatewayError('timeout', `${name} did not answer within ${this.provider.timeoutMs} ms.`, {
+        provider: name,
+      });
+    }
+    const code = (err as { code?: string })?.code ?? '';
+    if (code === 'ECONNABORTED' || code === 'ETIMEDOUT') {
+      return new GatewayError('timeout', `${name} timed out.`, { provider: name });
+    }
+    // Only the error code is kept: axios errors carry the request config, headers and keys included.
+    const detail = CONNECTION_CODES.has(code) ? code : 'connection failed';
+    return new GatewayError('connection', `Could not reach ${name} (${detail}).`, { provider: name });
+  }
+
+  private httpError(adapter: ProviderAdapter, status: number, text: string, headers: Record<string, unknown>) {
+    let body: unknown = text;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      // Not JSON (an HTML 404 page, a proxy's text): the status alone decides.
+    }
+    const info = adapter.parseError(status, body);
+    const kind = info.kind ?? kindOfStatus(status);
+    const message = this.scrub(info.message || `HTTP ${status}`).slice(0, 1000);
+    return new GatewayError(kind, `${this.provider.name}: ${message}`, {
+      provider: this.provider.name,
+      upstreamStatus: status,
+      retryAfterMs: info.retryAfterMs ?? parseRetryAfter(headers),
+    });
+  }
+
+  /** One non-streaming attempt. */
+  async send(
+    adapter: ProviderAdapter,
+    request: ChatRequest,
+    target: Target,
+    clientSignal?: AbortSignal,
+  ): Promise<AdapterResult> {
+    const built = adapter.buildRequest(request, target);
+    const attempt = this.attemptSignal(clientSignal);
+    let response: AxiosResponse<string>;
+    try {
+      response = await this.http.post<string>(built.url, JSON.stringify(built.body), {
+        headers: built.headers,
+        responseType: 'text',
+        signal: attempt.signal,
+      });
+    } catch (err) {
+      throw this.transportError(err, attempt.reason());
+    } finally {
+      attempt.release();
+    }
+    if (response.status >= 400) {
+      throw this.httpError(adapter, response.status, response.data, response.headers as Record<string, unknown>);
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(response.data);
+    } catch {
+      throw new GatewayError('server_error', `${this.provider.name} answered with invalid JSON.`, {
+        provider: this.provider.name,
+        upstreamStatus: response.status,
+      });
+    }
+    try {
+      return adapter.parseResponse(body, target);
+    } catch (err) {
+      if (err instanceof GatewayError) {
+        err.provider ??= this.provider.name;
+        throw err;
+      }
+      throw new GatewayError('server_error', `${this.provider.name} answered in an unexpected shape.`, {
+        provider: this.provider.name,
+      });
+    }
+  }
+
+  /**
+   * One streaming attempt. Resolves once the upstream answered with a success status and returns the
+   * stream's parts; the deadline covers everything up to the first body byte.
+   */
+  async openStream(
+    adapter: ProviderAdapter,
+    request: ChatRequest,
+    target: Target,
+    clientSignal?: AbortSignal,
+  ): Promise<AsyncGenerator<StreamPart>> {
+    const built = adapter.buildRequest(request, target);
+    const attempt = this.attemptSignal(clientSignal);
+    let response: AxiosResponse<NodeJS.ReadableStream>;
+    try {
+      response = await this.http.post(built.url, JSON.stringify(built.body), {
+        headers: built.headers,
+        responseType: 'stream',
+        signal: attempt.signal,
+      });
+    } catch (err) {
+      attempt.release();
+      throw this.transportError(err, attempt.reason());
+    }
+    if (response.status >= 400) {
+      let text = '';
+      try {
+        for await (const chunk of response.data) text += chunk.toString();
+      } catch {
+        // The body is only for the message; the status is enough.
+      } finally {
+        attempt.release();
+      }
+      throw this.httpError(adapter, response.status, text, response.headers as Record<string, unknown>);
+    }
+    const self = this;
+    async function* parts(): AsyncGenerator<StreamPart> {
+      const framing = createFrameParser(adapter.streamFraming);
+      const state = adapter.createStreamState();
+      let first = true;
+      try {
+        for await (const bytes of response.data) {
+          if (first) {
+            first = false;
+            attempt.disarm();
+          }
+          for (const ev of framing.push(bytes as Uint8Array)) yield* adapter.parseStreamEvent(ev, state);
+        }
+        for (const ev of framing.end()) yield* adapter.parseStreamEvent(ev, state);
+        if (adapter.endStream) yield* adapter.endStream(state);
+      } catch (err) {
+        if (err instanceof GatewayError) throw err;
+        throw self.transportError(err, attempt.reason());
+      } finally {
+        attempt.release();
+        // Ends the upstream request when the consumer stops early (client gone, error downstream).
+        attempt.abort();
+      }
+    }
+    return parts();
+  }
+}

@@ -66,6 +66,11 @@ export interface GatewayContext {
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** The client's request id when it is safe to echo, else a new one. */
+export function requestIdFrom(clientValue: unknown): string {
+  return typeof clientValue === 'string' && CLIENT_REQUEST_ID.test(clientValue) ? clientValue : `req_${randomUUID()}`;
+}
+
 export function createContext(
   runtime: GatewayRuntime,
   request: ChatRequest,
@@ -76,8 +81,7 @@ export function createContext(
     if (options.signal.aborted) controller.abort();
     else options.signal.addEventListener('abort', () => controller.abort(), { once: true });
   }
-  const requestId =
-    options.requestId && CLIENT_REQUEST_ID.test(options.requestId) ? options.requestId : `req_${randomUUID()}`;
+  const requestId = requestIdFrom(options.requestId);
   return {
     requestId,
     runtime,

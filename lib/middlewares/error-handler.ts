@@ -4,7 +4,7 @@
  */
 import type { ErrorRequestHandler } from 'express';
 import type { GatewayContext } from '../context.js';
-import { finishContext } from '../context.js';
+import { finishContext, requestIdFrom } from '../context.js';
 import { toGatewayError } from '../errors.js';
 import type { Logger } from '../../types/index.js';
 import { sseEvent } from '../sse.js';
@@ -21,10 +21,10 @@ export function errorHandler(options: { logger?: Logger } = {}): ErrorRequestHan
         'Gateway internal error.',
       );
     }
+    // Errors before the context exists (bad JSON, body too large) still get a request id.
     const headers: Record<string, string> = ctx
       ? gatewayHeaders(ctx)
-      : { 'X-Request-Id': String(req.headers['x-request-id'] ?? '').replace(/[^A-Za-z0-9._:-]/g, '').slice(0, 128) };
-    if (!headers['X-Request-Id']) delete headers['X-Request-Id'];
+      : { 'X-Request-Id': requestIdFrom(req.headers['x-request-id']) };
     if (error.retryAfterMs !== undefined && (error.status === 429 || error.status === 503)) {
       headers['Retry-After'] = String(Math.max(1, Math.ceil(error.retryAfterMs / 1000)));
     }

@@ -165,7 +165,14 @@ export function validateChatRequest(
     });
     request.tools = body.tools as ChatRequest['tools'];
   }
-  if (body.tool_choice !== undefined) request.tool_choice = body.tool_choice as ChatRequest['tool_choice'];
+  if (body.tool_choice !== undefined) {
+    const tc = body.tool_choice;
+    const named = isPlainObject(tc) && tc.type === 'function' && isPlainObject(tc.function) && typeof tc.function.name === 'string';
+    if (!(tc === 'auto' || tc === 'none' || tc === 'required' || named)) {
+      fail('tool_choice must be "auto", "none", "required" or {"type": "function", "function": {"name": "..."}}.', 'tool_choice');
+    }
+    request.tool_choice = tc as ChatRequest['tool_choice'];
+  }
   if (body.cache !== undefined) {
     if (!isPlainObject(body.cache)) fail('cache must be an object like {"ttl": 60, "bypass": false}.', 'cache');
     request.cache = body.cache as ChatRequest['cache'];

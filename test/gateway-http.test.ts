@@ -9,7 +9,7 @@ import request from 'supertest';
 import { silentLogger } from '../lib/logger.js';
 import type { FakeProvider } from '../lib/testing/fake-server.js';
 import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
-import { hostApp, parseSse } from './helpers/setup.js';
+import { assertCost, hostApp, parseSse } from './helpers/setup.js';
 
 const user = (content: string) => [{ role: 'user', content }];
 
@@ -41,7 +41,7 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
     assert.equal(r.body.id, 'client-id-1');
     assert.deepEqual(r.body.usage, { prompt_tokens: 2, completion_tokens: 3, total_tokens: 5 });
     // gpt-4o: $2.50 in, $10 out per million tokens.
-    assert.equal(r.body.cost, (2 * 2.5 + 3 * 10) / 1e6);
+    assertCost(r.body.cost, (2 * 2.5 + 3 * 10) / 1e6);
     assert.equal(typeof r.body.latency_ms, 'number');
     assert.equal(r.headers['x-request-id'], 'client-id-1');
     assert.equal(r.headers['x-gateway-provider'], 'openai');
@@ -72,7 +72,7 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
     assert.equal(done.event, 'done');
     assert.equal(done.data.finish_reason, 'stop');
     assert.deepEqual(done.data.usage, { prompt_tokens: 3, completion_tokens: 4, total_tokens: 7 });
-    assert.equal(done.data.cost, (3 * 0.15 + 4 * 0.6) / 1e6);
+    assertCost(done.data.cost, (3 * 0.15 + 4 * 0.6) / 1e6);
     // Usage in streams needs include_usage: the adapter must ask for it.
     assert.deepEqual(fake.requests.at(-1)!.body.stream_options, { include_usage: true });
   });

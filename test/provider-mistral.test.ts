@@ -119,8 +119,14 @@ describe('mistral adapter: buildRequest', () => {
   });
 
   it('passes tools and every tool_choice form Mistral accepts', () => {
-    for (const choice of ['auto', 'none', 'required', { type: 'function', function: { name: 'get_weather' } }] as const) {
-      const body = mistral.buildRequest(chat({ tools: [weatherTool], tool_choice: choice }), target()).body as any;
+    for (const choice of [
+      'auto',
+      'none',
+      'required',
+      { type: 'function', function: { name: 'get_weather' } },
+    ] as const) {
+      const body = mistral.buildRequest(chat({ tools: [weatherTool], tool_choice: choice }), target())
+        .body as any;
       assert.deepEqual(body.tools, [weatherTool]);
       assert.deepEqual(body.tool_choice, choice);
     }
@@ -134,7 +140,13 @@ describe('mistral adapter: buildRequest', () => {
         role: 'assistant',
         content: null,
         name: 'bot',
-        tool_calls: [{ id: 'abcDEF123', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }],
+        tool_calls: [
+          {
+            id: 'abcDEF123',
+            type: 'function',
+            function: { name: 'get_weather', arguments: '{"city":"Paris"}' },
+          },
+        ],
       },
       { role: 'tool', content: '{"temp":20}', tool_call_id: 'abcDEF123' },
     ]);
@@ -144,7 +156,13 @@ describe('mistral adapter: buildRequest', () => {
       {
         role: 'assistant',
         content: null,
-        tool_calls: [{ id: 'abcDEF123', type: 'function', function: { name: 'get_weather', arguments: '{"city":"Paris"}' } }],
+        tool_calls: [
+          {
+            id: 'abcDEF123',
+            type: 'function',
+            function: { name: 'get_weather', arguments: '{"city":"Paris"}' },
+          },
+        ],
       },
       { role: 'tool', content: '{"temp":20}', tool_call_id: 'abcDEF123', name: 'get_weather' },
     ]);
@@ -161,7 +179,9 @@ describe('mistral adapter: buildRequest', () => {
       {
         role: 'assistant',
         content: null,
-        tool_calls: [{ id: 'call_Xy7_from_openai', type: 'function', function: { name: 'f', arguments: '{}' } }],
+        tool_calls: [
+          { id: 'call_Xy7_from_openai', type: 'function', function: { name: 'f', arguments: '{}' } },
+        ],
       },
       { role: 'tool', content: 'ok', tool_call_id: 'call_Xy7_from_openai', name: 'f' },
     ]);
@@ -177,8 +197,19 @@ describe('mistral adapter: parseResponse', () => {
         id: 'x',
         object: 'chat.completion',
         model: MODEL,
-        usage: { prompt_tokens: 10, completion_tokens: 4, total_tokens: 14, prompt_tokens_details: { cached_tokens: 6 } },
-        choices: [{ index: 0, message: { role: 'assistant', tool_calls: null, content: 'hi' }, finish_reason: 'stop' }],
+        usage: {
+          prompt_tokens: 10,
+          completion_tokens: 4,
+          total_tokens: 14,
+          prompt_tokens_details: { cached_tokens: 6 },
+        },
+        choices: [
+          {
+            index: 0,
+            message: { role: 'assistant', tool_calls: null, content: 'hi' },
+            finish_reason: 'stop',
+          },
+        ],
       },
       target(),
     );
@@ -274,8 +305,17 @@ describe('mistral adapter: parseError', () => {
   it('builds a 422 message from every location and message, as invalid_request', () => {
     const info = parseMistralError(422, {
       detail: [
-        { type: 'extra_forbidden', loc: ['body', 'stream_options'], msg: 'Extra inputs are not permitted', input: {} },
-        { type: 'less_than_equal', loc: ['body', 'temperature'], msg: 'Input should be less than or equal to 1.5' },
+        {
+          type: 'extra_forbidden',
+          loc: ['body', 'stream_options'],
+          msg: 'Extra inputs are not permitted',
+          input: {},
+        },
+        {
+          type: 'less_than_equal',
+          loc: ['body', 'temperature'],
+          msg: 'Input should be less than or equal to 1.5',
+        },
       ],
     });
     assert.equal(info.kind, 'invalid_request');
@@ -286,7 +326,9 @@ describe('mistral adapter: parseError', () => {
   });
 
   it('falls back to the text or the status', () => {
-    assert.deepEqual(parseMistralError(502, '<html>Bad gateway</html>\n'), { message: '<html>Bad gateway</html>' });
+    assert.deepEqual(parseMistralError(502, '<html>Bad gateway</html>\n'), {
+      message: '<html>Bad gateway</html>',
+    });
     assert.deepEqual(parseMistralError(503, {}), { message: 'HTTP 503' });
     assert.deepEqual(parseMistralError(429, { message: 'Requests rate limit exceeded' }), {
       message: 'Requests rate limit exceeded',
@@ -298,10 +340,15 @@ describe('mistral adapter: stream parsing', () => {
   it('turns content chunks into deltas and the last chunk into finish and usage', () => {
     const state = mistral.createStreamState();
     const chunk = (delta: unknown, finish: string | null, usage?: unknown) => ({
-      data: JSON.stringify({ choices: [{ index: 0, delta, finish_reason: finish }], ...(usage ? { usage } : {}) }),
+      data: JSON.stringify({
+        choices: [{ index: 0, delta, finish_reason: finish }],
+        ...(usage ? { usage } : {}),
+      }),
     });
     assert.deepEqual(mistral.parseStreamEvent(chunk({ role: 'assistant', content: '' }, null), state), []);
-    assert.deepEqual(mistral.parseStreamEvent(chunk({ content: 'Hi' }, null), state), [{ type: 'delta', text: 'Hi' }]);
+    assert.deepEqual(mistral.parseStreamEvent(chunk({ content: 'Hi' }, null), state), [
+      { type: 'delta', text: 'Hi' },
+    ]);
     assert.deepEqual(
       mistral.parseStreamEvent(
         chunk({ content: '!' }, 'model_length', { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 }),
@@ -354,7 +401,14 @@ describe('mistral adapter: stream parsing', () => {
     const state = mistral.createStreamState();
     assert.deepEqual(
       mistral.parseStreamEvent(
-        { data: JSON.stringify({ object: 'error', message: 'boom', type: 'internal_server_error', code: null }) },
+        {
+          data: JSON.stringify({
+            object: 'error',
+            message: 'boom',
+            type: 'internal_server_error',
+            code: null,
+          }),
+        },
         state,
       ),
       [{ type: 'error', kind: 'server_error', message: 'boom' }],
@@ -364,7 +418,11 @@ describe('mistral adapter: stream parsing', () => {
 
   for (const [label, options, body] of [
     ['text with multi-byte characters', { reply: () => 'héllo wörld 🌍 ünïcode' }, {}],
-    ['a tool call', { toolCall: { name: 'get_weather', arguments: { city: 'Zürich' } } }, { tools: [weatherTool] }],
+    [
+      'a tool call',
+      { toolCall: { name: 'get_weather', arguments: { city: 'Zürich' } } },
+      { tools: [weatherTool] },
+    ],
   ] as const) {
     it(`parses the fake's stream of ${label} the same at every byte boundary, LF and CRLF`, async () => {
       const bytes = await rawStream(options, { messages: [{ role: 'user', content: 'hi there' }], ...body });
@@ -453,7 +511,9 @@ describe('mistral adapter: through the gateway against the fake', () => {
   });
 
   it('round-trips a tool call conversation, with foreign ids mapped for Mistral', async () => {
-    const toolFake = await startFakeMistral({ toolCall: { name: 'get_weather', arguments: { city: 'Paris' } } });
+    const toolFake = await startFakeMistral({
+      toolCall: { name: 'get_weather', arguments: { city: 'Paris' } },
+    });
     try {
       const toolApp = hostApp(config(toolFake.baseUrl)).app;
       const res = await request(toolApp)
@@ -463,14 +523,22 @@ describe('mistral adapter: through the gateway against the fake', () => {
       assert.equal(res.body.finish_reason, 'tool_calls');
       assert.equal(res.body.tool_calls.length, 1);
       assert.match(res.body.tool_calls[0].id, /^[a-zA-Z0-9]{9}$/);
-      assert.deepEqual(res.body.tool_calls[0].function, { name: 'get_weather', arguments: '{"city":"Paris"}' });
+      assert.deepEqual(res.body.tool_calls[0].function, {
+        name: 'get_weather',
+        arguments: '{"city":"Paris"}',
+      });
       assert.equal(toolFake.requests.at(-1)!.body.tool_choice, 'required');
 
-      const stream = await request(toolApp).post('/ai/chat/stream').send({ model: MODEL, messages, tools: [weatherTool] });
+      const stream = await request(toolApp)
+        .post('/ai/chat/stream')
+        .send({ model: MODEL, messages, tools: [weatherTool] });
       const done = parseSse(stream.text).at(-1)!;
       assert.equal(done.event, 'done');
       assert.equal(done.data.finish_reason, 'tool_calls');
-      assert.deepEqual(done.data.tool_calls[0].function, { name: 'get_weather', arguments: '{"city":"Paris"}' });
+      assert.deepEqual(done.data.tool_calls[0].function, {
+        name: 'get_weather',
+        arguments: '{"city":"Paris"}',
+      });
 
       // A history from another provider, with OpenAI-style ids, must pass Mistral's id check.
       const followUp = await request(toolApp)
@@ -483,7 +551,9 @@ describe('mistral adapter: through the gateway against the fake', () => {
             {
               role: 'assistant',
               content: null,
-              tool_calls: [{ id: 'call_abc_123', type: 'function', function: { name: 'get_weather', arguments: '{}' } }],
+              tool_calls: [
+                { id: 'call_abc_123', type: 'function', function: { name: 'get_weather', arguments: '{}' } },
+              ],
             },
             { role: 'tool', tool_call_id: 'call_abc_123', content: '{"temp":20}' },
           ],
@@ -530,9 +600,7 @@ describe('mistral adapter: through the gateway against the fake', () => {
   });
 
   it('relays a 422 validation body as an invalid_request naming the field', async () => {
-    const res = await request(app)
-      .post('/ai/chat')
-      .send({ model: MODEL, messages, temperature: 1.8 });
+    const res = await request(app).post('/ai/chat').send({ model: MODEL, messages, temperature: 1.8 });
     assert.equal(res.status, 400);
     assert.equal(res.body.error.type, 'invalid_request');
     assert.match(res.body.error.message, /body\.temperature: Input should be less than or equal to 1\.5/);
@@ -551,7 +619,9 @@ describe('mistral adapter: through the gateway against the fake', () => {
 
   it('ends a stream with an error event for a mid-stream error or a cut connection', async () => {
     fake.fault({ errorStreamAfter: 2, message: 'model crashed', times: 1 });
-    const errored = parseSse((await request(app).post('/ai/chat/stream').send({ model: MODEL, messages })).text);
+    const errored = parseSse(
+      (await request(app).post('/ai/chat/stream').send({ model: MODEL, messages })).text,
+    );
     assert.equal(errored.at(-1)!.event, 'error');
     assert.equal(errored.at(-1)!.data.error.type, 'server_error');
     assert.match(errored.at(-1)!.data.error.message, /model crashed/);
@@ -560,6 +630,9 @@ describe('mistral adapter: through the gateway against the fake', () => {
     fake.fault({ cutStreamAfter: 2, times: 1 });
     const cut = parseSse((await request(app).post('/ai/chat/stream').send({ model: MODEL, messages })).text);
     assert.equal(cut.at(-1)!.event, 'error');
-    assert.equal(cut.some((e) => e.event === 'done'), false);
+    assert.equal(
+      cut.some((e) => e.event === 'done'),
+      false,
+    );
   });
 });

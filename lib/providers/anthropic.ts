@@ -23,8 +23,8 @@ export function mapAnthropicStopReason(reason: unknown): FinishReason {
     case 'end_turn':
     case 'stop_sequence':
       return 'stop';
+    // model_context_window_exceeded: the reply was cut because the context filled up, a length limit too.
     case 'max_tokens':
-    // The reply was cut because the context window filled up: a length limit by another name.
     case 'model_context_window_exceeded':
       return 'length';
     case 'tool_use':

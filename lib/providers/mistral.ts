@@ -98,7 +98,10 @@ function convertMistralToolCall(tc: any, index: number): ToolCall {
   return {
     id: String(tc?.id ?? `call_${index}`),
     type: 'function',
-    function: { name: String(tc?.function?.name ?? ''), arguments: normalizeMistralArguments(tc?.function?.arguments) },
+    function: {
+      name: String(tc?.function?.name ?? ''),
+      arguments: normalizeMistralArguments(tc?.function?.arguments),
+    },
   };
 }
 
@@ -207,7 +210,10 @@ export const mistral: ProviderAdapter<MistralStreamState> = {
     // never adds stream_options; only the messages need Mistral's stricter per-role schema.
     const body = buildOpenAIBody(request, target, 'mistral');
     body.messages = convertToMistralMessages(request.messages);
-    const headers: Record<string, string> = { 'content-type': 'application/json', ...target.provider.headers };
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      ...target.provider.headers,
+    };
     if (target.stream) headers.accept = 'text/event-stream';
     if (target.apiKey) headers.authorization = `Bearer ${target.apiKey}`;
     return { url: joinUrl(target.provider.baseUrl, 'v1/chat/completions'), headers, body };

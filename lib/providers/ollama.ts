@@ -7,7 +7,13 @@
 import { randomUUID } from 'node:crypto';
 import type { ChatMessage, ChatRequest, FinishReason, ToolCall, Usage } from '../../types/index.js';
 import { GatewayError } from '../errors.js';
-import type { AdapterResult, ProviderAdapter, StreamPart, UpstreamErrorInfo, UpstreamEvent } from './adapter.js';
+import type {
+  AdapterResult,
+  ProviderAdapter,
+  StreamPart,
+  UpstreamErrorInfo,
+  UpstreamEvent,
+} from './adapter.js';
 import { joinUrl } from './adapter.js';
 
 /** Ollama's Go server decodes `arguments` into a map, so a string (or an array) would fail the request. */
@@ -54,6 +60,20 @@ export function convertToOllamaOptions(request: ChatRequest): Record<string, unk
   return Object.keys(options).length ? options : undefined;
 }
 
+/**
+ * Ollama has no tool_choice, so it is approximated by what is offered: `none` offers no tools, a named
+ * function offers only that one (`required` cannot be enforced and offers them all).
+ */
+export function convertToOllamaTools(request: ChatRequest): ChatRequest['tools'] {
+  const choice = request.tool_choice;
+  if (!request.tools?.length || choice === 'none') return undefined;
+  if (typeof choice === 'object') {
+    const named = request.tools.filter((t) => t.function.name === choice.function?.name);
+    if (named.length) return named;
+  }
+  return request.tools;
+}
+
 /** done_reason: `stop`, `length`; `load`/`unload` only answer requests without messages. */
 export function mapOllamaFinishReason(reason: unknown): FinishReason {
   switch (reason) {
@@ -79,7 +99,8 @@ export function convertOllamaToolCalls(raw: unknown): ToolCall[] {
   return raw.map((tc: any) => {
     const args = tc?.function?.arguments;
     return {
-      id: typeof tc?.id === 'string' && tc.id ? tc.id : `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`,
+      id:
+        typeof tc?.id === 'string' && tc.id ? tc.id : `call_${randomUUID().replaceAll('-', '').slice(0, 24)}`,
       type: 'function' as const,
       function: {
         name: String(tc?.function?.name ?? ''),
@@ -157,9 +178,12 @@ export const ollama: ProviderAdapter<OllamaStreamState> = {
     };
     const options = convertToOllamaOptions(request);
     if (options) body.options = options;
-    // Ollama has no tool_choice; `none` is honoured by not offering the tools at all.
-    if (request.tools?.length && request.tool_choice !== 'none') body.tools = request.tools;
-    const headers: Record<string, string> = { 'content-type': 'application/json', ...target.provider.headers };
+    const tools = convertToOllamaTools(request);
+    if (tools) body.tools = tools;
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      ...target.provider.headers,
+    };
     // A local Ollama needs no key; one behind an authenticating proxy (or ollama.com) takes a Bearer key.
     if (target.apiKey) headers.authorization = `Bearer ${target.apiKey}`;
     return { url: joinUrl(target.provider.baseUrl, 'api/chat'), headers, body };

@@ -63,8 +63,11 @@ export function buildOpenAIBody(request: ChatRequest, target: Target, dialect: '
   if (request.temperature !== undefined) body.temperature = request.temperature;
   if (request.top_p !== undefined) body.top_p = request.top_p;
   if (request.stop !== undefined) body.stop = request.stop;
-  if (request.tools?.length) body.tools = request.tools;
-  if (request.tool_choice !== undefined) body.tool_choice = request.tool_choice;
+  // OpenAI refuses tool_choice without tools.
+  if (request.tools?.length) {
+    body.tools = request.tools;
+    if (request.tool_choice !== undefined) body.tool_choice = request.tool_choice;
+  }
   if (target.stream) body.stream = true;
   return body;
 }

@@ -52,3 +52,10 @@ export function parseSse(text: string): { event: string; data: any }[] {
       return { event, data: data ? JSON.parse(data) : undefined };
     });
 }
+
+/** Costs are rounded to a billionth of a dollar; compare at that precision. */
+export function assertCost(actual: number, expected: number, message?: string): void {
+  if (Math.abs(actual - expected) > 1e-9) {
+    throw new Error(`${message ?? 'cost'}: expected ${expected}, got ${actual}`);
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * What analytics stores: one row per request and one per upstream attempt, built from the final outcome.
+ * Rows carry counts, ids and timings only: never message content, never a key or a header.
+ */
+import { randomUUID } from 'node:crypto';
+import type { GatewayContext, RequestOutcome } from '../context.js';
+import { elapsedMs } from '../context.js';
+
+export interface AnalyticsRow {
+  /** Arrival time of the request, epoch milliseconds (portable across SQLite and PostgreSQL). */
+  ts: number;
+  kind: 'request' | 'attempt';
+  /** Generated per request: with `attempt` it makes a write idempotent when a batch is retried. */
+  event_id: string;
+  /** 0 for the request row, 1.. for its upstream attempts in order. */
+  attempt: number;
+  request_id: string;
+  user_id: string | null;
+  provider: string | null;
+  model: string | null;
+  /** Request rows: the client's status. Attempt rows: the upstream status (null for transport errors). */
+  status: number | null;
+  error_kind: string | null;
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+  /** Dollars spent upstream (0 on a cache hit). */
+  cost: number;
+  /** Dollars a cache hit saved, as the cache reports it in `ctx.locals.costSaved`. */
+  cost_saved: number;
+  latency_ms: number;
+  ttft_ms: number | null;
+  cached: boolean;
+  /** Refused by the gateway's own rate limiter, before any provider was tried. */
+  rate_limited: boolean;
+  stream: boolean;
+  /** Request rows: how many upstream attempts it took (0 when none was made). */
+  attempts: number;
+}
+
+/** Bounds what a client can put into a column (user ids, model names). */
+function clip(value: string | undefined | null, max = 200): string | null {
+  if (value === undefined || value === null || value === '') return null;
+  return value.length > max ? value.slice(0, max) : value;
+}
+
+function finite(n: unknown): number {
+  return typeof n === 'number' && Number.isFinite(n) ? n : 0;
+}
+
+export function rowsFromOutcome(outcome: RequestOutcome, ctx: GatewayContext): AnalyticsRow[] {
+  const answer = outcome.response ?? outcome.done;
+  const attempts = ctx.attempts;
+  const last = attempts.at(-1);
+  const hit = ctx.cacheStatus === 'HIT';
+  const saved = ctx.locals.costSaved;
+  const usage = answer?.usage;
+  const ts = ctx.receivedAt.getTime();
+  const eventId = randomUUID();
+  const request: AnalyticsRow = {
+    ts,
+    kind: 'request',
+    event_id: eventId,
+    attempt: 0,
+    request_id: ctx.requestId,
+    user_id: clip(ctx.user),
+    provider: clip(answer?.provider ?? outcome.error?.provider ?? last?.provider),
+    model: clip(answer?.model ?? last?.model ?? ctx.request.model),
+    status: outcome.status,
+    error_kind: outcome.error?.kind ?? null,
+    prompt_tokens: finite(usage?.prompt_tokens),
+    completion_tokens: finite(usage?.completion_tokens),
+    total_tokens: finite(usage?.total_tokens),
+    // Nothing was spent upstream for a cache hit, whatever cost the cached answer carries.
+    cost: hit ? 0 : finite(answer?.cost),
+    cost_saved: hit && typeof saved === 'number' && Number.isFinite(saved) ? saved : 0,
+    latency_ms: answer ? finite(answer.latency_ms) : elapsedMs(ctx),
+    ttft_ms: typeof outcome.ttftMs === 'number' ? outcome.ttftMs : null,
+    cached: hit,
+    rate_limited: outcome.error?.kind === 'rate_limit' && attempts.length === 0,
+    stream: ctx.stream,
+    attempts: attempts.length,
+  };
+  if (attempts.length === 0) return [request];
+  const rows = [request];
+  attempts.forEach((a, i) => {
+    // The attempt that produced the answer carries its tokens and cost; failed ones spent nothing.
+    const won = !a.error_kind && i === attempts.length - 1 && answer !== undefined;
+    rows.push({
+      ...request,
+      kind: 'attempt',
+      attempt: i + 1,
+      provider: clip(a.provider),
+      model: clip(a.model),
+      status: a.status ?? null,
+      error_kind: a.error_kind ?? null,
+      prompt_tokens: won ? request.prompt_tokens : 0,
+      completion_tokens: won ? request.completion_tokens : 0,
+      total_tokens: won ? request.total_tokens : 0,
+      cost: won ? request.cost : 0,
+      cost_saved: 0,
+      latency_ms: a.latency_ms,
+      ttft_ms: won ? request.ttft_ms : null,
+      cached: false,
+      rate_limited: false,
+      attempts: 0,
+    });
+  });
+  return rows;
+}

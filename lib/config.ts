@@ -12,6 +12,7 @@ import type {
   ResolvedProvider,
 } from '../types/index.js';
 import { ConfigError } from './errors.js';
+import { resolveRouting, routingProblems } from './routing-config.js';
 
 export const PROVIDER_TYPES: readonly ProviderType[] = ['openai', 'anthropic', 'gemini', 'mistral', 'ollama'];
 
@@ -54,6 +55,7 @@ const providerSchema = z.strictObject({
   enabled: z.boolean().optional(),
   default_max_tokens: positiveInt.optional(),
   headers: z.record(z.string(), z.string()).optional(),
+  model_map: z.record(z.string().min(1), z.string().min(1)).optional(),
 });
 
 const priceSchema = z.strictObject({
@@ -106,6 +108,27 @@ export const fileConfigSchema = z.strictObject({
       fallbacks: z.array(z.string()).optional(),
       fallback_on: z.array(z.enum(ERROR_KINDS)).optional(),
       max_cost_per_request: z.number().positive().optional(),
+      request_timeout_seconds: z.number().positive().optional(),
+      max_retry_wait_seconds: z.number().nonnegative().optional(),
+      retry_budget_seconds: z.number().nonnegative().optional(),
+      circuit_breaker: z
+        .strictObject({
+          failure_threshold: positiveInt.optional(),
+          window_seconds: z.number().positive().optional(),
+          cooldown_seconds: z.number().positive().optional(),
+        })
+        .optional(),
+      aliases: z
+        .record(
+          z.string().min(1),
+          z.strictObject({
+            primary: z.string().min(1),
+            fallbacks: z.array(z.string()).optional(),
+            fallback_on: z.array(z.enum(ERROR_KINDS)).optional(),
+            max_cost_per_request: z.number().positive().optional(),
+          }),
+        )
+        .optional(),
     })
     .optional(),
   middleware: z
@@ -203,6 +226,7 @@ export function validateFileConfig(raw: unknown, env: NodeJS.ProcessEnv = proces
       problems.push(`providers.${name}.api_key: missing. Set \`api_key: "\${${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_API_KEY}"\` or list \`api_keys\`.`);
     }
   }
+  problems.push(...routingProblems(cfg));
   if (problems.length) throw new ConfigError(`Invalid gateway config:\n${problems.join('\n')}`);
   return cfg;
 }
@@ -246,6 +270,7 @@ export function resolveConfig(cfg: GatewayFileConfig): ResolvedConfig {
       enabled: p.enabled ?? true,
       defaultMaxTokens: p.default_max_tokens ?? 4096,
       headers: p.headers ?? {},
+      ...(p.model_map ? { modelMap: p.model_map } : {}),
     };
   });
   providers.sort((a, b) => a.priority - b.priority);
@@ -283,14 +308,7 @@ export function resolveConfig(cfg: GatewayFileConfig): ResolvedConfig {
       batchSize: an.batch_size ?? 100,
       flushIntervalMs: an.flush_interval_ms ?? 1000,
     },
-    routing: cfg.routing
-      ? {
-          primary: cfg.routing.primary,
-          fallbacks: cfg.routing.fallbacks ?? [],
-          fallbackOn: cfg.routing.fallback_on ?? ['rate_limit', 'timeout', 'server_error', 'connection'],
-          maxCostPerRequest: cfg.routing.max_cost_per_request,
-        }
-      : undefined,
+    routing: cfg.routing ? resolveRouting(cfg.routing) : undefined,
     middleware: (cfg.middleware ?? []).map((entry) =>
       typeof entry === 'string'
         ? { name: entry, options: {} }

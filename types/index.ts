@@ -156,6 +156,11 @@ export interface ProviderFileConfig {
   /** Anthropic requires max_tokens; this is sent when the client gave none. */
   default_max_tokens?: number;
   headers?: Record<string, string>;
+  /**
+   * What to ask this provider for when it serves as a fallback for another model, e.g.
+   * `{ "gpt-4o": "claude-sonnet-4-20250514" }`; unmapped models fall back to its first listed model.
+   */
+  model_map?: Record<string, string>;
 }
 
 export interface RateLimitingFileConfig {
@@ -194,10 +199,34 @@ export interface AnalyticsFileConfig {
 }
 
 export interface RoutingFileConfig {
+  /** `provider/model`; requests for this model (bare or qualified) follow primary, then fallbacks. */
   primary?: string;
   fallbacks?: string[];
   fallback_on?: ErrorKind[];
+  /** US dollars; targets whose worst-case cost exceeds it are skipped (402 budget_exceeded if none fits). */
   max_cost_per_request?: number;
+  /** Deadline for a whole request, retries and fallbacks included (streams: until their first chunk). */
+  request_timeout_seconds?: number;
+  /** Longest Retry-After the gateway waits out on the same provider; a longer one moves on at once. */
+  max_retry_wait_seconds?: number;
+  /** Most time one provider may take in one request, retries included, before the next target is tried. */
+  retry_budget_seconds?: number;
+  circuit_breaker?: CircuitBreakerFileConfig;
+  /** Named policies: a request for model `fast` follows `aliases.fast`. */
+  aliases?: Record<string, RoutingAliasFileConfig>;
+}
+
+export interface RoutingAliasFileConfig {
+  primary: string;
+  fallbacks?: string[];
+  fallback_on?: ErrorKind[];
+  max_cost_per_request?: number;
+}
+
+export interface CircuitBreakerFileConfig {
+  failure_threshold?: number;
+  window_seconds?: number;
+  cooldown_seconds?: number;
 }
 
 export type MiddlewareFileEntry = string | Record<string, Record<string, unknown>>;
@@ -237,6 +266,16 @@ export interface ResolvedProvider {
   enabled: boolean;
   defaultMaxTokens: number;
   headers: Record<string, string>;
+  /** From `model_map`; absent means none. */
+  modelMap?: Record<string, string>;
+}
+
+/** One routing chain, resolved: the whole config's, or one alias'. */
+export interface ResolvedRoutingPolicy {
+  primary?: string;
+  fallbacks: string[];
+  fallbackOn: ErrorKind[];
+  maxCostPerRequest?: number;
 }
 
 export interface ResolvedConfig {
@@ -270,11 +309,12 @@ export interface ResolvedConfig {
     batchSize: number;
     flushIntervalMs: number;
   };
-  routing?: {
-    primary?: string;
-    fallbacks: string[];
-    fallbackOn: ErrorKind[];
-    maxCostPerRequest?: number;
+  routing?: ResolvedRoutingPolicy & {
+    requestTimeoutMs?: number;
+    maxRetryWaitMs?: number;
+    retryBudgetMs?: number;
+    circuitBreaker?: { failureThreshold: number; windowMs: number; cooldownMs: number };
+    aliases?: Record<string, ResolvedRoutingPolicy>;
   };
   middleware: { name: string; options: Record<string, unknown> }[];
   pricing: Record<string, PriceEntry>;

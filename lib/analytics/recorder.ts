@@ -1,0 +1,175 @@
+/**
+ * The write path of analytics, kept off the request path: `push()` only appends to an in-memory buffer;
+ * rows reach the database in batches, on a timer or when a batch is full. A failing database is retried
+ * with exponential backoff while rows stay buffered; the buffer is bounded, and every row it has to drop
+ * is counted and logged.
+ */
+import type { Logger } from '../../types/index.js';
+import type { AnalyticsRow } from './rows.js';
+
+export interface RecorderOptions {
+  write(rows: readonly AnalyticsRow[]): Promise<void>;
+  logger: Logger;
+  /** Read at each flush, so a config reload applies without a restart. */
+  batchSize: () => number;
+  flushIntervalMs: () => number;
+  /** Rows kept while the database is unreachable; beyond it new rows are dropped (and counted). */
+  maxBufferedRows?: number;
+  /** First retry delay after a failed write; doubles per failure up to `maxBackoffMs`. */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  now?: () => number;
+}
+
+export interface RecorderStats {
+  buffered: number;
+  written: number;
+  dropped: number;
+  failedWrites: number;
+}
+
+export class AnalyticsRecorder {
+  private buffer: AnalyticsRow[] = [];
+  private readonly maxBuffered: number;
+  private readonly backoffMs: number;
+  private readonly maxBackoffMs: number;
+  private readonly now: () => number;
+  private inflight?: Promise<boolean>;
+  private timer?: NodeJS.Timeout;
+  private soon = false;
+  private closed = false;
+  private failures = 0;
+  private retryAt = 0;
+  private droppedUnlogged = 0;
+  private readonly counts = { written: 0, dropped: 0, failedWrites: 0 };
+
+  constructor(private readonly options: RecorderOptions) {
+    const max = options.maxBufferedRows ?? 100_000;
+    if (!Number.isInteger(max) || max < 1) {
+      throw new RangeError(`maxBufferedRows must be a positive integer (got ${String(max)}); try 100000.`);
+    }
+    this.maxBuffered = max;
+    this.backoffMs = options.backoffMs ?? 500;
+    this.maxBackoffMs = options.maxBackoffMs ?? 60_000;
+    this.now = options.now ?? Date.now;
+    this.arm();
+  }
+
+  /** The hot path: O(1), never throws, never waits. */
+  push(row: AnalyticsRow): void {
+    if (this.closed) {
+      this.drop(1);
+      return;
+    }
+    if (this.buffer.length >= this.maxBuffered) {
+      this.drop(1);
+      return;
+    }
+    this.buffer.push(row);
+    if (this.buffer.length >= this.options.batchSize() && !this.soon && !this.inflight && this.now() >= this.retryAt) {
+      this.soon = true;
+      setImmediate(() => {
+        this.soon = false;
+        void this.drain(false);
+      });
+    }
+  }
+
+  stats(): RecorderStats {
+    return { buffered: this.buffer.length, ...this.counts };
+  }
+
+  /**
+   * Writes everything buffered now, ignoring the backoff. Resolves true when the buffer was emptied,
+   * false when the database failed (the rows stay buffered for the next try). Never rejects.
+   */
+  flush(): Promise<boolean> {
+    return this.drain(true);
+  }
+
+  /** Stops the timer and writes what is left; rows it cannot write are counted as dropped and logged. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    const ok = await this.drain(true);
+    if (!ok) this.drop(this.buffer.splice(0).length);
+    this.logDrops();
+  }
+
+  private drop(n: number): void {
+    if (n <= 0) return;
+    this.counts.dropped += n;
+    this.droppedUnlogged += n;
+    // The first loss is reported at once; a sustained loss is summed up once per flush interval.
+    if (this.counts.dropped === n) this.logDrops();
+  }
+
+  private logDrops(): void {
+    if (this.droppedUnlogged === 0) return;
+    this.options.logger.error(
+      { dropped: this.droppedUnlogged, total_dropped: this.counts.dropped, max_buffered_rows: this.maxBuffered },
+      'Analytics rows dropped: the database is unreachable and the buffer is full (or the gateway closed).',
+    );
+    this.droppedUnlogged = 0;
+  }
+
+  private arm(): void {
+    if (this.closed) return;
+    this.timer = setTimeout(() => {
+      this.logDrops();
+      const due = this.buffer.length > 0 && this.now() >= this.retryAt;
+      (due ? this.drain(false) : Promise.resolve(true)).finally(() => this.arm());
+    }, this.options.flushIntervalMs());
+    // Analytics must never keep a host process alive.
+    this.timer.unref();
+  }
+
+  private drain(force: boolean): Promise<boolean> {
+    // One write at a time: each caller queues behind the previous drain, then writes what remains.
+    const previous = this.inflight;
+    const p = (async () => {
+      if (previous) await previous;
+      return this.writeAll(force);
+    })();
+    this.inflight = p;
+    void p.finally(() => {
+      if (this.inflight === p) this.inflight = undefined;
+    });
+    return p;
+  }
+
+  private async writeAll(force: boolean): Promise<boolean> {
+    while (this.buffer.length > 0) {
+      if (!force && this.now() < this.retryAt) return false;
+      const batch = this.buffer.slice(0, Math.max(1, this.options.batchSize()));
+      try {
+        await this.options.write(batch);
+      } catch (err) {
+        this.failed(err);
+        return false;
+      }
+      // Rows pushed during the write were appended behind the batch, so the batch is still at the front.
+      this.buffer.splice(0, batch.length);
+      this.counts.written += batch.length;
+      if (this.failures > 0) {
+        this.options.logger.info({ failures: this.failures }, 'Analytics database is writable again.');
+        this.failures = 0;
+        this.retryAt = 0;
+      }
+    }
+    return true;
+  }
+
+  private failed(err: unknown): void {
+    this.failures += 1;
+    this.counts.failedWrites += 1;
+    const delay = Math.min(this.backoffMs * 2 ** (this.failures - 1), this.maxBackoffMs);
+    this.retryAt = this.now() + delay;
+    const message = (err instanceof Error ? err.message : String(err)).slice(0, 300);
+    this.options.logger.error(
+      { err: message, failures: this.failures, buffered: this.buffer.length, retry_in_ms: delay },
+      'Analytics write failed; the rows stay buffered and will be retried.',
+    );
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * The database behind analytics, through knex: SQLite (a local file, the default) or PostgreSQL. The
+ * connection is opened on first use, so a gateway that never serves a request never creates a file.
+ */
+import { mkdirSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+import type { ResolvedConfig } from '../../types/index.js';
+import { ConfigError } from '../errors.js';
+import type { AnalyticsRow } from './rows.js';
+import { REQUESTS_TABLE, migrateToLatest } from './schema.js';
+
+export type AnalyticsStorageConfig = Pick<ResolvedConfig['analytics'], 'storage' | 'sqlitePath' | 'postgresUrl'>;
+
+/** Rows per INSERT statement: keeps SQLite well under its bound-parameter limit. */
+const INSERT_CHUNK = 500;
+
+export class AnalyticsStore {
+  private db?: Knex;
+  private migrated?: Promise<Knex>;
+
+  constructor(private readonly config: AnalyticsStorageConfig) {
+    if (config.storage === 'postgres' && !config.postgresUrl) {
+      throw new ConfigError(
+        'analytics.postgres_url: required when analytics.storage is "postgres". Set it, e.g. "${DATABASE_URL}", or use storage: sqlite.',
+      );
+    }
+  }
+
+  /** Whether the database was ever opened (retention has nothing to do before that). */
+  get opened(): boolean {
+    return this.db !== undefined;
+  }
+
+  private open(): Knex {
+    if (this.db) return this.db;
+    if (this.config.storage === 'postgres') {
+      this.db = knexFactory({
+        client: 'pg',
+        connection: this.config.postgresUrl!,
+        // Analytics must not hold many connections of a database the host also uses.
+        pool: { min: 0, max: 4 },
+        acquireConnectionTimeout: 10_000,
+      });
+    } else {
+      const filename = resolve(this.config.sqlitePath);
+      mkdirSync(dirname(filename), { recursive: true });
+      this.db = knexFactory({
+        client: 'sqlite3',
+        connection: { filename },
+        useNullAsDefault: true,
+        pool: {
+          min: 1,
+          max: 1,
+          // WAL lets the dashboard read while the gateway writes; busy_timeout rides out other writers.
+          afterCreate: (conn: any, done: (err: Error | null, conn: unknown) => void) => {
+            conn.run('PRAGMA journal_mode = WAL', (err: Error | null) => {
+              if (err) return done(err, conn);
+              conn.run('PRAGMA busy_timeout = 5000', (err2: Error | null) => done(err2, conn));
+            });
+          },
+        },
+      });
+    }
+    return this.db;
+  }
+
+  /** The migrated database; a failed migration (database down) is tried again on the next call. */
+  ready(): Promise<Knex> {
+    if (!this.migrated) {
+      const db = this.open();
+      this.migrated = migrateToLatest(db).then(
+        () => db,
+        (err: unknown) => {
+          this.migrated = undefined;
+          throw err;
+        },
+      );
+    }
+    return this.migrated;
+  }
+
+  async insert(rows: readonly AnalyticsRow[]): Promise<void> {
+    if (rows.length === 0) return;
+    const db = await this.ready();
+    await db.transaction(async (trx) => {
+      for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+        await trx(REQUESTS_TABLE)
+          .insert(rows.slice(i, i + INSERT_CHUNK))
+          .onConflict(['event_id', 'attempt'])
+          .ignore();
+      }
+    });
+  }
+
+  /** Deletes rows older than `date` in batches, so a large purge never holds a long lock. */
+  async purgeOlderThan(date: Date, batchSize = 5000): Promise<number> {
+    const db = await this.ready();
+    const cutoff = date.getTime();
+    let total = 0;
+    for (;;) {
+      const deleted = await db(REQUESTS_TABLE)
+        .whereIn('id', db(REQUESTS_TABLE).select('id').where('ts', '<', cutoff).limit(batchSize))
+        .delete();
+      total += deleted;
+      if (deleted < batchSize) return total;
+    }
+  }
+
+  async close(): Promise<void> {
+    const db = this.db;
+    this.db = undefined;
+    this.migrated = undefined;
+    if (db) await db.destroy();
+  }
+}

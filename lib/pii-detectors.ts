@@ -1,0 +1,188 @@
+/**
+ * Detectors for personal data and secrets in free text. Each detector is a candidate regex (compiled once)
+ * plus a validator that rejects look-alikes: Luhn for cards, mod-97 for IBANs, node's own IPv6 parser,
+ * and context rules for phone numbers, so order numbers, dates, versions and prices survive. Measured on
+ * test/fixtures/pii-corpus.json (`npm run measure:pii`).
+ */
+import { isIPv6 } from 'node:net';
+
+export type PIIType = 'email' | 'phone' | 'card' | 'ssn' | 'ipv4' | 'ipv6' | 'iban' | 'secret';
+
+export const PII_TYPES: readonly PIIType[] = ['email', 'phone', 'card', 'ssn', 'ipv4', 'ipv6', 'iban', 'secret'];
+
+export interface PIIMatch {
+  type: PIIType;
+  start: number;
+  end: number;
+  value: string;
+}
+
+interface Detector {
+  type: PIIType;
+  /** Global; with the `d` flag when group 1 (not the whole match) is the value. */
+  regex: RegExp;
+  valid?: (value: string, text: string, start: number) => boolean;
+}
+
+function luhn(digits: string): boolean {
+  let sum = 0;
+  for (let i = 0; i < digits.length; i++) {
+    let d = digits.charCodeAt(digits.length - 1 - i) - 48;
+    if (i % 2 === 1) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+  }
+  return sum % 10 === 0;
+}
+
+// Issuer prefixes of the major networks: a random Luhn-valid number (one in ten) rarely starts like these.
+const CARD_PREFIX = /^(?:4|5[1-5]|2[2-7]|3[47]|3[0689]|6(?:011|5|4[4-9]|22)|35|62)/;
+
+function validCard(value: string): boolean {
+  const digits = value.replace(/[ -]/g, '');
+  if (digits.length < 13 || digits.length > 19) return false;
+  // Mixed separators ("4111-1111 1111 1111") are not how anyone writes a card.
+  if (/ /.test(value) && /-/.test(value)) return false;
+  return CARD_PREFIX.test(digits) && luhn(digits);
+}
+
+// IBAN lengths per country (ISO 13616); a wrong length is not an IBAN even if mod-97 happens to pass.
+const IBAN_LENGTH: Record<string, number> = {
+  AD: 24, AE: 23, AT: 20, AZ: 28, BA: 20, BE: 16, BG: 22, BH: 22, BR: 29, CH: 21, CR: 22, CY: 28, CZ: 24,
+  DE: 22, DK: 18, DO: 28, EE: 20, EG: 29, ES: 24, FI: 18, FO: 18, FR: 27, GB: 22, GE: 22, GI: 23, GL: 18,
+  GR: 27, GT: 28, HR: 21, HU: 28, IE: 22, IL: 23, IS: 26, IT: 27, JO: 30, KW: 30, KZ: 20, LB: 28, LI: 21,
+  LT: 20, LU: 20, LV: 21, MC: 27, MD: 24, ME: 22, MK: 19, MR: 27, MT: 31, MU: 30, NL: 18, NO: 15, PK: 24,
+  PL: 28, PS: 29, PT: 25, QA: 29, RO: 24, RS: 22, SA: 24, SE: 24, SI: 19, SK: 24, SM: 27, TN: 24, TR: 26,
+  UA: 29, VG: 24, XK: 20,
+};
+
+function validIban(value: string): boolean {
+  const iban = value.replace(/ /g, '').toUpperCase();
+  if (IBAN_LENGTH[iban.slice(0, 2)] !== iban.length) return false;
+  const rearranged = iban.slice(4) + iban.slice(0, 4);
+  let rest = 0;
+  for (const ch of rearranged) {
+    const code = ch.charCodeAt(0);
+    const n = code >= 65 ? String(code - 55) : ch;
+    for (const d of n) rest = (rest * 10 + (d.charCodeAt(0) - 48)) % 97;
+  }
+  return rest === 1;
+}
+
+const VERSION_BEFORE = /(?:version|ver\.?|release|build|v)\s*$/i;
+
+function validIpv4(value: string, text: string, start: number): boolean {
+  return !VERSION_BEFORE.test(text.slice(Math.max(0, start - 12), start));
+}
+
+function validIpv6(value: string): boolean {
+  if (!isIPv6(value)) return false;
+  const groups = value.split(':').filter(Boolean);
+  // "a::b" or "dead::beef" are C++ scopes and words; a real address has several groups or digits.
+  return groups.length >= 3 || (value.includes('::') && /\d/.test(value));
+}
+
+const PHONE_CONTEXT = /(?:phone|tel|telephone|call|mobile|cell|fax|whatsapp|sms|text me|reach me|contact|number|ring)\b[^.\n]{0,25}$/i;
+const DATE_LIKE = /^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})$/;
+const NANP = /^\(?\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}$/;
+const NOT_PHONE_BEFORE = /(?:isbn(?:-1[03])?|order|invoice|ref|tracking|#|no\.|id|sku|serial|version|v|\$|€|£)[:\s#]*$/i;
+
+function validPhone(value: string, text: string, start: number): boolean {
+  const digits = value.replace(/\D/g, '');
+  if (digits.length < 7 || digits.length > 15) return false;
+  if (DATE_LIKE.test(value)) return false;
+  const before = text.slice(Math.max(0, start - 40), start);
+  if (NOT_PHONE_BEFORE.test(before)) return false;
+  // A price or a measurement continues with a decimal point or a unit.
+  if (/^[.,]\d/.test(text.slice(start + value.length, start + value.length + 2))) return false;
+  if (value.startsWith('+')) return digits.length >= 8 && /[\s.()-]/.test(value);
+  if (NANP.test(value)) return true;
+  // National formats ("020 7946 0958", "06 12 34 56 78"): trunk prefix 0 and grouped digits.
+  if (/^0\d/.test(value) && digits.length >= 9 && /[\s.-]/.test(value)) return true;
+  return PHONE_CONTEXT.test(before) && digits.length >= 7;
+}
+
+const SECRET_WORDS = 'api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|token|password|passwd|pwd|auth|bearer|credentials?';
+
+function validKeyword(value: string): boolean {
+  // Opaque tokens mix letters and digits; "password: correcthorsebattery" words alone are not caught here.
+  return /\d/.test(value) && /[A-Za-z]/.test(value);
+}
+
+// Order matters: earlier detectors win overlaps (a key with an email-like suffix stays one secret).
+const DETECTORS: Detector[] = [
+  { type: 'secret', regex: /\b(?:sk|pk|rk)-(?:proj-|ant-(?:api\d\d-)?|live_|test_)?[A-Za-z0-9_-]{16,}/g },
+  { type: 'secret', regex: /\bAIza[0-9A-Za-z_-]{35}\b/g },
+  { type: 'secret', regex: /\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|xox[abprs]-[A-Za-z0-9-]{10,})/g },
+  { type: 'secret', regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g },
+  { type: 'secret', regex: /\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g },
+  {
+    type: 'secret',
+    regex: new RegExp(`\\b(?:${SECRET_WORDS})\\b["']?\\s*(?:[:=]|is|:=|=>)?\\s*["']?([A-Za-z0-9_\\-+/=.]{20,})`, 'gdi'),
+    valid: validKeyword,
+  },
+  { type: 'email', regex: /\b[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b/g },
+  { type: 'iban', regex: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g, valid: validIban },
+  { type: 'card', regex: /(?<![\d.,-])\d(?:[ -]?\d){12,18}(?![\d.,]\d)/g, valid: validCard },
+  { type: 'ssn', regex: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g },
+  { type: 'ssn', regex: /\b(?:SSN|social security(?: number)?)[:#\s]*((?!000|666|9\d\d)\d{3} ?(?!00)\d{2} ?(?!0000)\d{4})\b/dgi },
+  {
+    type: 'ipv6',
+    regex: /(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])/g,
+    valid: validIpv6,
+  },
+  {
+    type: 'ipv4',
+    regex: /(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\.?\d|\w)/g,
+    valid: validIpv4,
+  },
+  {
+    type: 'phone',
+    regex: /(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]\d{1,5}){1,5}(?![\w])|(?<![\w+])\+\d{8,15}\b/g,
+    valid: validPhone,
+  },
+];
+
+/** Every detected value, non-overlapping and in text order. */
+export function findPII(text: string, types: readonly PIIType[] = PII_TYPES): PIIMatch[] {
+  const found: PIIMatch[] = [];
+  const taken = (s: number, e: number) => found.some((f) => s < f.end && e > f.start);
+  for (const d of DETECTORS) {
+    if (!types.includes(d.type)) continue;
+    d.regex.lastIndex = 0;
+    for (const m of text.matchAll(d.regex)) {
+      let value = m[0];
+      let start = m.index;
+      const groupSpan = m.indices?.[1];
+      if (groupSpan) {
+        value = m[1]!;
+        start = groupSpan[0];
+      }
+      // Phone candidates may end in a separator-less tail we do not want; trim trailing separators.
+      value = value.replace(/[\s.-]+$/, '');
+      const end = start + value.length;
+      if (!value || taken(start, end)) continue;
+      if (d.valid && !d.valid(value, text, start)) continue;
+      found.push({ type: d.type, start, end, value });
+    }
+  }
+  return found.sort((a, b) => a.start - b.start);
+}
+
+export function placeholderLabel(type: PIIType): string {
+  return type.toUpperCase();
+}
+
+/** Replaces every detected value with an unnumbered `[TYPE]`: for logs, where nothing is restored. */
+export function scrubPII(text: string, types?: readonly PIIType[]): string {
+  const matches = findPII(text, types);
+  let out = '';
+  let at = 0;
+  for (const m of matches) {
+    out += `${text.slice(at, m.start)}[${placeholderLabel(m.type)}]`;
+    at = m.end;
+  }
+  return out + text.slice(at);
+}

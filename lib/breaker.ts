@@ -123,7 +123,9 @@ export class BreakerRegistry {
 
   constructor(options: BreakerRegistryOptions = {}) {
     if (options.clock !== undefined && typeof options.clock !== 'function') {
-      throw new TypeError('new BreakerRegistry({ clock }): `clock` must be a function returning milliseconds.');
+      throw new TypeError(
+        'new BreakerRegistry({ clock }): `clock` must be a function returning milliseconds.',
+      );
     }
     this.clock = options.clock ?? Date.now;
   }

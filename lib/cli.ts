@@ -30,18 +30,32 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): GatewayFile
   };
   add('openai', 'OPENAI_API_KEY', ['gpt-4o-mini', 'gpt-4o', 'gpt-4.1-mini']);
   add('anthropic', 'ANTHROPIC_API_KEY', ['claude-sonnet-4-20250514', 'claude-3-5-haiku-20241022']);
-  add('gemini', env.GEMINI_API_KEY ? 'GEMINI_API_KEY' : 'GOOGLE_API_KEY', ['gemini-2.5-flash', 'gemini-2.5-pro']);
+  add('gemini', env.GEMINI_API_KEY ? 'GEMINI_API_KEY' : 'GOOGLE_API_KEY', [
+    'gemini-2.5-flash',
+    'gemini-2.5-pro',
+  ]);
   add('mistral', 'MISTRAL_API_KEY', ['mistral-large-latest', 'mistral-small-latest']);
-  const ollamaHost = env.OLLAMA_HOST ? (env.OLLAMA_HOST.includes('://') ? env.OLLAMA_HOST : `http://${env.OLLAMA_HOST}`) : undefined;
+  const ollamaHost = env.OLLAMA_HOST
+    ? env.OLLAMA_HOST.includes('://')
+      ? env.OLLAMA_HOST
+      : `http://${env.OLLAMA_HOST}`
+    : undefined;
   providers.ollama = {
-    models: (env.OLLAMA_MODELS ?? 'llama3.2').split(',').map((m) => m.trim()).filter(Boolean),
+    models: (env.OLLAMA_MODELS ?? 'llama3.2')
+      .split(',')
+      .map((m) => m.trim())
+      .filter(Boolean),
     priority: priority++,
     ...(ollamaHost ? { base_url: ollamaHost } : {}),
   };
   return {
     providers,
     cache: { backend: 'memory' },
-    analytics: { enabled: true, storage: 'sqlite', sqlite_path: env.GATEWAY_ANALYTICS_DB ?? 'gateway-analytics.db' },
+    analytics: {
+      enabled: true,
+      storage: 'sqlite',
+      sqlite_path: env.GATEWAY_ANALYTICS_DB ?? 'gateway-analytics.db',
+    },
   };
 }
 
@@ -59,12 +73,21 @@ async function serve(args: { config?: string; port?: string; host?: string; chec
   const port = Number(args.port ?? process.env.PORT ?? 3000);
   const host = args.host ?? process.env.HOST ?? '127.0.0.1';
   const server = http.createServer(app);
+  // Behind a load balancer the server must keep idle connections longer than the balancer does (60 s is
+  // common), or the balancer reuses a socket the server just closed and the client sees a 502. Headers
+  // must be allowed a little longer still (Node requires it). requestTimeout covers receiving the request
+  // only, never the answer, so long streams are unaffected; it stops slow uploads holding a socket forever.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 120_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, resolve);
   });
   const base = `http://${host}:${(server.address() as { port: number }).port}`;
-  const providers = gateway.runtime.config.providers.map((p) => `${p.name} (${p.models.join(', ')})`).join('; ');
+  const providers = gateway.runtime.config.providers
+    .map((p) => `${p.name} (${p.models.join(', ')})`)
+    .join('; ');
   console.log(`express-ai-gateway listening on ${base}
   chat:      POST ${base}/chat   stream: POST ${base}/chat/stream
   health:    GET  ${base}/health
@@ -76,8 +99,12 @@ async function serve(args: { config?: string; port?: string; host?: string; chec
     if (stopping) return;
     stopping = true;
     console.log(`${signal}: shutting down (finishing requests, flushing analytics)...`);
-    server.close();
+    // In-flight requests (streams too) get up to 10 s to finish before their analytics are flushed.
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections?.();
+    let deadline: NodeJS.Timeout | undefined;
+    await Promise.race([closed, new Promise<void>((resolve) => (deadline = setTimeout(resolve, 10_000)))]);
+    clearTimeout(deadline);
     await gateway.close();
     process.exit(0);
   };

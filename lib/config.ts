@@ -5,14 +5,11 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import type {
-  GatewayFileConfig,
-  ProviderType,
-  ResolvedConfig,
-  ResolvedProvider,
-} from '../types/index.js';
+import type { GatewayFileConfig, ProviderType, ResolvedConfig, ResolvedProvider } from '../types/index.js';
 import { ConfigError } from './errors.js';
 import { resolveRouting, routingProblems } from './routing-config.js';
+import { authProblems, authSchema, resolveAuth } from './auth-config.js';
+import { DEFAULT_REQUEST_LIMITS } from './validations.js';
 
 export const PROVIDER_TYPES: readonly ProviderType[] = ['openai', 'anthropic', 'gemini', 'mistral', 'ollama'];
 
@@ -54,6 +51,7 @@ const providerSchema = z.strictObject({
   priority: z.number().int().optional(),
   enabled: z.boolean().optional(),
   default_max_tokens: positiveInt.optional(),
+  key_strategy: z.enum(['round_robin', 'least_recently_rate_limited']).optional(),
   headers: z.record(z.string(), z.string()).optional(),
   model_map: z.record(z.string().min(1), z.string().min(1)).optional(),
 });
@@ -142,12 +140,17 @@ export const fileConfigSchema = z.strictObject({
         .regex(/^\d+(b|kb|mb)$/i)
         .optional(),
       port: z.number().int().min(0).max(65535).optional(),
+      max_messages: positiveInt.optional(),
+      max_content_chars: positiveInt.optional(),
     })
     .optional(),
+  auth: authSchema.optional(),
 });
 
 function pathOf(path: readonly PropertyKey[]): string {
-  return path.length ? path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.') : '(top level)';
+  return path.length
+    ? path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.')
+    : '(top level)';
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
@@ -155,7 +158,10 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
     case 'unrecognized_keys':
       return issue.keys
-        .map((k) => `${pathOf([...issue.path, k])}: unknown key. Remove it or check its spelling against the README's config reference.`)
+        .map(
+          (k) =>
+            `${pathOf([...issue.path, k])}: unknown key. Remove it or check its spelling against the README's config reference.`,
+        )
         .join('\n');
     case 'invalid_type':
       return `${at}: expected ${issue.expected}${issue.input === undefined ? ' but it is missing' : `, got ${typeof issue.input}`}. Set it to a ${issue.expected}.`;
@@ -212,7 +218,9 @@ export function validateFileConfig(raw: unknown, env: NodeJS.ProcessEnv = proces
   const cfg = result.data as GatewayFileConfig;
   const problems: string[] = [];
   if (Object.keys(cfg.providers).length === 0) {
-    problems.push('providers: no provider is configured. Add at least one, e.g. `openai: { api_key: "${OPENAI_API_KEY}", models: ["gpt-4o-mini"] }`.');
+    problems.push(
+      'providers: no provider is configured. Add at least one, e.g. `openai: { api_key: "${OPENAI_API_KEY}", models: ["gpt-4o-mini"] }`.',
+    );
   }
   for (const [name, p] of Object.entries(cfg.providers)) {
     if (!p.type && !PROVIDER_TYPES.includes(name as ProviderType)) {
@@ -223,10 +231,16 @@ export function validateFileConfig(raw: unknown, env: NodeJS.ProcessEnv = proces
     const type = p.type ?? (name as ProviderType);
     const keys = [...(p.api_key ? [p.api_key] : []), ...(p.api_keys ?? [])];
     if (keys.length === 0 && type !== 'ollama') {
-      problems.push(`providers.${name}.api_key: missing. Set \`api_key: "\${${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_API_KEY}"\` or list \`api_keys\`.`);
+      problems.push(
+        `providers.${name}.api_key: missing. Set \`api_key: "\${${name.toUpperCase().replace(/[^A-Z0-9]/g, '_')}_API_KEY}"\` or list \`api_keys\`.`,
+      );
     }
   }
   problems.push(...routingProblems(cfg));
+  problems.push(...authProblems(cfg.auth));
+  if (cfg.cache?.backend === 'redis' && !cfg.cache.redis_url) {
+    problems.push('cache.redis_url: required when cache.backend is redis. Set e.g. `redis_url: "${REDIS_URL}"` (redis://host:6379).');
+  }
   if (problems.length) throw new ConfigError(`Invalid gateway config:\n${problems.join('\n')}`);
   return cfg;
 }
@@ -237,7 +251,9 @@ export function loadConfig(path: string, env: NodeJS.ProcessEnv = process.env): 
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new ConfigError(`Cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}.`);
+    throw new ConfigError(
+      `Cannot read config file ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}.`,
+    );
   }
   let raw: unknown;
   try {
@@ -269,6 +285,7 @@ export function resolveConfig(cfg: GatewayFileConfig): ResolvedConfig {
       priority: p.priority ?? index + 1,
       enabled: p.enabled ?? true,
       defaultMaxTokens: p.default_max_tokens ?? 4096,
+      keyStrategy: p.key_strategy ?? 'round_robin',
       headers: p.headers ?? {},
       ...(p.model_map ? { modelMap: p.model_map } : {}),
     };
@@ -316,5 +333,10 @@ export function resolveConfig(cfg: GatewayFileConfig): ResolvedConfig {
     ),
     pricing: cfg.pricing ?? {},
     bodyLimit: cfg.server?.body_limit ?? '1mb',
+    requestLimits: {
+      maxMessages: cfg.server?.max_messages ?? DEFAULT_REQUEST_LIMITS.maxMessages,
+      maxContentChars: cfg.server?.max_content_chars ?? DEFAULT_REQUEST_LIMITS.maxContentChars,
+    },
+    auth: resolveAuth(cfg.auth),
   };
 }

@@ -68,7 +68,9 @@ const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** The client's request id when it is safe to echo, else a new one. */
 export function requestIdFrom(clientValue: unknown): string {
-  return typeof clientValue === 'string' && CLIENT_REQUEST_ID.test(clientValue) ? clientValue : `req_${randomUUID()}`;
+  return typeof clientValue === 'string' && CLIENT_REQUEST_ID.test(clientValue)
+    ? clientValue
+    : `req_${randomUUID()}`;
 }
 
 export function createContext(

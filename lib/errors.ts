@@ -2,7 +2,7 @@
  * Typed errors. Every failure the gateway reports is a GatewayError with a `kind` that routing understands
  * (fallback decides on the kind alone) and an HTTP status for the wire.
  */
-import type { Attempt, ErrorBody, ErrorKind } from '../types/index.js';
+import type { Attempt, ErrorBody, ErrorKind, RateLimitScope } from '../types/index.js';
 
 const STATUS_OF_KIND: Record<ErrorKind, number> = {
   invalid_request: 400,
@@ -30,7 +30,11 @@ export interface GatewayErrorOptions {
   /** How long the upstream asked us to wait, in milliseconds. */
   retryAfterMs?: number;
   param?: string;
+  /** Why a middleware refused the request (e.g. `prompt_injection`). */
+  reason?: string;
   attempts?: Attempt[];
+  /** Which of the gateway's own rate limits refused the request. */
+  limit?: RateLimitScope;
   cause?: unknown;
 }
 
@@ -41,7 +45,9 @@ export class GatewayError extends Error {
   readonly upstreamStatus?: number;
   readonly retryAfterMs?: number;
   readonly param?: string;
+  readonly reason?: string;
   attempts?: Attempt[];
+  readonly limit?: RateLimitScope;
 
   constructor(kind: ErrorKind, message: string, options: GatewayErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -52,7 +58,9 @@ export class GatewayError extends Error {
     this.upstreamStatus = options.upstreamStatus;
     this.retryAfterMs = options.retryAfterMs;
     this.param = options.param;
+    this.reason = options.reason;
     this.attempts = options.attempts;
+    this.limit = options.limit;
   }
 
   get retryable(): boolean {
@@ -67,7 +75,9 @@ export class GatewayError extends Error {
         ...(this.provider ? { provider: this.provider } : {}),
         ...(requestId ? { request_id: requestId } : {}),
         ...(this.param ? { param: this.param } : {}),
+        ...(this.reason ? { reason: this.reason } : {}),
         ...(this.attempts ? { attempts: this.attempts } : {}),
+        ...(this.limit ? { limit: this.limit } : {}),
       },
     };
   }

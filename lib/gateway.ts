@@ -5,6 +5,7 @@
  */
 import type {
   CacheBackendName,
+  CacheStore,
   ChatRequest,
   ChatResponse,
   GatewayFileConfig,
@@ -14,11 +15,21 @@ import type {
   StreamDone,
 } from '../types/index.js';
 import { loadConfig, resolveConfig, validateFileConfig } from './config.js';
+import { keepRestartOnlySettings, watchConfigFile } from './config-reload.js';
 import type { GatewayContext, StreamEvent } from './context.js';
 import { createContext, finishContext } from './context.js';
 import { ConfigError, GatewayError, toGatewayError } from './errors.js';
+import { Analytics } from './analytics/index.js';
 import { createDefaultLogger } from './logger.js';
+import { analyticsStage } from './middlewares/analytics.js';
+import { cacheStage } from './middlewares/cache.js';
+import { rateLimitStage } from './middlewares/rate-limit.js';
+import { configuredMiddlewares, middlewareStage } from './middlewares/middleware-stage.js';
 import { routeStage } from './middlewares/route.js';
+import { BreakerRegistry } from './breaker.js';
+import { routingSettings } from './routing-config.js';
+import type { RoutingPolicy } from './routing-policy.js';
+import type { Middleware } from './middleware.js';
 import { Provider } from './provider.js';
 import { GatewayRuntime } from './runtime.js';
 import type { Stage } from './stage.js';
@@ -26,28 +37,40 @@ import { runStages } from './stage.js';
 import { validateChatRequest } from './validations.js';
 
 /** Programmatic options: the file's sections, plus camelCase conveniences and code-only settings. */
-export interface GatewayOptions extends Partial<Omit<GatewayFileConfig, 'providers'>> {
+export interface GatewayOptions extends Partial<Omit<GatewayFileConfig, 'providers' | 'routing'>> {
   providers: Provider[] | Record<string, ProviderFileConfig>;
+  /** The `routing:` section, or `new RoutingPolicy({...})`. */
+  routing?: GatewayFileConfig['routing'] | RoutingPolicy;
+  /** Circuit breakers by provider name (inject one with a manual clock in tests); kept across reloads. */
+  breakers?: BreakerRegistry;
   /** Shorthand for `cache.backend`. */
   cacheBackend?: CacheBackendName;
   /** Shorthand for `cache.ttl_seconds`. */
   cacheTtl?: number;
+  /** A store of your own for the cache (any backend but `disabled`); you close it. */
+  cacheStore?: CacheStore;
   logger?: Logger;
   /** Stage names or stage objects, in order; default: `defaultPipeline`. */
   pipeline?: (string | Stage)[];
   /** Environment used for `${VAR}` interpolation; default `process.env`. */
   env?: NodeJS.ProcessEnv;
+  /** Reload when the config file changes (configs given as a path); default true. */
+  watch?: boolean;
 }
 
 export type GatewayInput = string | GatewayOptions | GatewayFileConfig;
 
 /** Factories for the named stages a pipeline can list. Later features register theirs here. */
 export const stageFactories: Record<string, (gateway: Gateway) => Stage> = {
-  route: () => routeStage(),
+  analytics: (gateway) => analyticsStage(gateway),
+  rateLimit: (gateway) => rateLimitStage(gateway),
+  middleware: (gateway) => middlewareStage(gateway),
+  cache: (gateway) => cacheStage(gateway),
+  route: (gateway) => routeStage({ breakers: gateway.breakers }),
 };
 
 /** The stages, in order, when the config names none. */
-export const defaultPipeline: string[] = ['route'];
+export const defaultPipeline: string[] = ['analytics', 'rateLimit', 'middleware', 'cache', 'route'];
 
 export interface CallOptions {
   /** Cancels the call (and the upstream request). */
@@ -57,12 +80,14 @@ export interface CallOptions {
 }
 
 function toFileConfig(input: Exclude<GatewayInput, string>): GatewayFileConfig {
-  const { cacheBackend, cacheTtl, logger: _l, pipeline: _p, env: _e, ...rest } = input as GatewayOptions;
+  const { cacheBackend, cacheTtl, logger: _l, pipeline: _p, env: _e, watch: _w, breakers: _b, cacheStore: _cs, ...rest } = input as GatewayOptions;
   const providers = Array.isArray(rest.providers)
     ? Object.fromEntries(
         rest.providers.map((p) => {
           if (!(p instanceof Provider)) {
-            throw new ConfigError('providers: an array must hold `new Provider({...})` objects; or pass a mapping as in YAML.');
+            throw new ConfigError(
+              'providers: an array must hold `new Provider({...})` objects; or pass a mapping as in YAML.',
+            );
           }
           return [p.name, p.toFileConfig()];
         }),
@@ -87,20 +112,46 @@ export interface ChatStream extends AsyncIterable<StreamChunk> {
 
 export class Gateway {
   readonly logger: Logger;
+  /** Provider health; outside the runtime so that a reload keeps it. */
+  readonly breakers: BreakerRegistry;
   /** Set when the config came from a file: reload() reads it again. */
   readonly configPath?: string;
   private current: GatewayRuntime;
   private readonly env: NodeJS.ProcessEnv;
   private stageList: Stage[];
   private readonly closers: (() => void | Promise<void>)[] = [];
+  /** Middlewares added in code, run after the configured built-ins; change with addMiddleware(). */
+  readonly addedMiddlewares: Middleware[] = [];
+  /** Usage rows, summaries and Prometheus metrics (`lib/analytics/`). */
+  readonly analytics: Analytics;
+  /** The host's own cache store (`cacheStore` option), if any. */
+  readonly cacheStore?: CacheStore;
 
-  constructor(input: GatewayInput) {
-    const options: Partial<GatewayOptions> = typeof input === 'string' ? {} : (input as GatewayOptions);
+  constructor(input: GatewayInput, gatewayOptions: Partial<Pick<GatewayOptions, 'logger' | 'watch' | 'env' | 'pipeline'>> = {}) {
+    const options: Partial<GatewayOptions> =
+      typeof input === 'string' ? gatewayOptions : { ...gatewayOptions, ...(input as GatewayOptions) };
     this.logger = options.logger ?? createDefaultLogger();
     this.env = options.env ?? process.env;
+    this.breakers = options.breakers ?? new BreakerRegistry();
+    this.cacheStore = options.cacheStore;
     if (typeof input === 'string') this.configPath = input;
     this.current = new GatewayRuntime(resolveConfig(this.readConfig(input)), this.logger);
+    this.analytics = new Analytics({ current: () => this.current.config.analytics, logger: this.logger });
+    this.onClose(() => this.analytics.close());
     this.stageList = this.buildStages(options.pipeline ?? defaultPipeline);
+    if (this.configPath && options.watch !== false) {
+      const path = this.configPath;
+      this.onClose(
+        watchConfigFile(path, () => {
+          try {
+            this.reload();
+          } catch (err) {
+            // An invalid edit must not take the gateway down: the running config stays.
+            this.logger.error({ file: path, err: (err as Error).message }, 'Config file changed but is invalid; the running config is kept.');
+          }
+        }),
+      );
+    }
   }
 
   private readConfig(input: GatewayInput): GatewayFileConfig {
@@ -144,12 +195,35 @@ export class Gateway {
    */
   reload(input?: GatewayInput): void {
     const source = input ?? this.configPath;
-    if (source === undefined) throw new ConfigError('reload() needs a config: this gateway was not built from a file.');
-    const next = new GatewayRuntime(resolveConfig(this.readConfig(source)), this.logger, this.current);
+    if (source === undefined)
+      throw new ConfigError('reload() needs a config: this gateway was not built from a file.');
+    const nextConfig = resolveConfig(this.readConfig(source));
+    keepRestartOnlySettings(this.current.config, nextConfig, this.logger);
+    const next = new GatewayRuntime(nextConfig, this.logger, this.current);
+    // Bad middleware options must fail the reload, not the first request after it.
+    configuredMiddlewares(next.config);
     const previous = this.current;
     this.current = next;
     previous.closeUnused(next);
     this.logger.info({ providers: next.config.providers.map((p) => p.name) }, 'Gateway config reloaded.');
+  }
+
+  /**
+   * Adds a request/response middleware (lib/middleware.ts) after the configured built-ins. One with the
+   * name of a built-in or of an added middleware takes its place instead.
+   */
+  addMiddleware(mw: Middleware): this {
+    const i = this.addedMiddlewares.findIndex((m) => m.name === mw.name);
+    if (i === -1) this.addedMiddlewares.push(mw);
+    else this.addedMiddlewares[i] = mw;
+    return this;
+  }
+
+  /** Removes an added middleware by name; true when one was removed. */
+  removeMiddleware(name: string): boolean {
+    const i = this.addedMiddlewares.findIndex((m) => m.name === name);
+    if (i !== -1) this.addedMiddlewares.splice(i, 1);
+    return i !== -1;
   }
 
   /** Registers cleanup for close() (analytics flush, store connections). */
@@ -170,7 +244,9 @@ export class Gateway {
         type: p.config.type,
         enabled: p.config.enabled,
         models: p.config.models,
-        keys: p.config.apiKeys.length,
+        // Fingerprints only: a key never leaves the process.
+        keys: p.keys.health(),
+        circuit: this.breakers.snapshot(p.config.name, routingSettings(this.current.config).breaker),
       })),
     };
   }
@@ -188,7 +264,8 @@ export class Gateway {
     const ctx = this.createContext(request, false, options);
     try {
       await runStages(this.stageList, ctx);
-      if (!ctx.response) throw new GatewayError('server_error', 'No stage produced a response.', { status: 500 });
+      if (!ctx.response)
+        throw new GatewayError('server_error', 'No stage produced a response.', { status: 500 });
       finishContext(ctx, { status: 200, response: ctx.response });
       return ctx.response;
     } catch (err) {
@@ -213,7 +290,8 @@ export class Gateway {
       let events: AsyncIterator<StreamEvent> | undefined;
       try {
         await runStages(stages, ctx);
-        if (!ctx.streamEvents) throw new GatewayError('server_error', 'No stage produced a stream.', { status: 500 });
+        if (!ctx.streamEvents)
+          throw new GatewayError('server_error', 'No stage produced a stream.', { status: 500 });
         events = ctx.streamEvents[Symbol.asyncIterator]();
         for (;;) {
           const { value, done: finished } = await events.next();
@@ -230,7 +308,9 @@ export class Gateway {
         // A consumer that breaks out early ends the upstream call.
         if (events) await events.return?.(undefined);
         else ctx.abort();
-        rejectDone(new GatewayError('connection', 'The stream was closed before it completed.', { status: 499 }));
+        rejectDone(
+          new GatewayError('connection', 'The stream was closed before it completed.', { status: 499 }),
+        );
       }
     }
     const iterable = chunks();

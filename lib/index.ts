@@ -13,6 +13,40 @@ export { parseRequest } from './middlewares/parse-request.js';
 export { respond } from './middlewares/respond.js';
 export { errorHandler } from './middlewares/error-handler.js';
 export { routeStage } from './middlewares/route.js';
+export { analyticsStage } from './middlewares/analytics.js';
+export { stats } from './middlewares/stats.js';
+export { metrics } from './middlewares/metrics.js';
+export { Analytics } from './analytics/index.js';
+export type {
+  AnalyticsDisabled,
+  AnalyticsRow,
+  AnalyticsSummary,
+  Breakdown,
+  Bucket,
+  Period,
+  StatsQuery,
+  Timeseries,
+  TimeseriesPoint,
+  TimeseriesQuery,
+  UpstreamBreakdown,
+} from './analytics/index.js';
+export { cacheStage, cacheMiddleware } from './middlewares/cache.js';
+export type { CacheStageOptions } from './middlewares/cache.js';
+export { MemoryCacheStore } from './stores/memory-cache-store.js';
+export type { MemoryCacheStoreOptions } from './stores/memory-cache-store.js';
+export { RedisCacheStore } from './stores/redis-cache-store.js';
+export type { RedisCacheStoreOptions } from './stores/redis-cache-store.js';
+export { cacheKeyOf, canonicalJson } from './cache-key.js';
+export { rateLimitStage } from './middlewares/rate-limit.js';
+export type { RateLimitStageOptions } from './middlewares/rate-limit.js';
+export { globalRateLimit, userRateLimit, modelRateLimit } from './middlewares/rate-limiters.js';
+export type { RateLimiterOptions } from './middlewares/rate-limiters.js';
+export { rateLimitingOf, RateLimiting } from './rate-limit.js';
+export type { LimitStore, RateLimitingOptions } from './rate-limit.js';
+export { TokenBucketMemoryStore } from './stores/token-bucket-memory.js';
+export type { TokenBucketOptions } from './stores/token-bucket-memory.js';
+export { TokenBucketRedisStore } from './stores/token-bucket-redis.js';
+export type { SendCommand, TokenBucketRedisOptions } from './stores/token-bucket-redis.js';
 export { toExpress, runStages } from './stage.js';
 export type { Stage } from './stage.js';
 export type { GatewayContext, RequestOutcome, StreamEvent } from './context.js';

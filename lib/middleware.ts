@@ -173,8 +173,10 @@ async function runResponseHooks(list: readonly Middleware[], ctx: GatewayContext
     }
     for (const mw of list) {
       if (!mw.postResponse) continue;
-      const response = ctx.response;
-      const r = await call(mw, 'postResponse', ctx, () => mw.postResponse!(response, ctx));
+      const response: ChatResponse = ctx.response;
+      const r = await call(mw, 'postResponse', ctx, (): MaybePromise<ChatResponse | void> =>
+        mw.postResponse!(response, ctx),
+      );
       if (r.ok && r.value) ctx.response = r.value;
       const after = checkResponseShape(ctx.response);
       if (after) {

@@ -71,7 +71,7 @@ function validIban(value: string): boolean {
   return rest === 1;
 }
 
-const VERSION_BEFORE = /(?:version|ver\.?|release|build|v)\s*$/i;
+const VERSION_BEFORE = /\b(?:version|ver\.?|release|build|v)\s*$/i;
 
 function validIpv4(value: string, text: string, start: number): boolean {
   return !VERSION_BEFORE.test(text.slice(Math.max(0, start - 12), start));
@@ -87,7 +87,9 @@ function validIpv6(value: string): boolean {
 const PHONE_CONTEXT = /(?:phone|tel|telephone|call|mobile|cell|fax|whatsapp|sms|text me|reach me|contact|number|ring)\b[^.\n]{0,25}$/i;
 const DATE_LIKE = /^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})$/;
 const NANP = /^\(?\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}$/;
-const NOT_PHONE_BEFORE = /(?:isbn(?:-1[03])?|order|invoice|ref|tracking|#|no\.|id|sku|serial|version|v|\$|€|£)[:\s#]*$/i;
+// Identifiers introduced by their label ("Lot number 2024 0315 0042") are not phone numbers.
+const NOT_PHONE_BEFORE =
+  /(?:isbn(?:-1[03])?|order|invoice|ref|reference|tracking|lot|batch|part|case|ticket|policy|account|member|customer|sku|serial|version|#|id|v|\$|€|£)(?:\s*(?:number|num|no\.?|#))?[:\s#]*$/i;
 
 function validPhone(value: string, text: string, start: number): boolean {
   const digits = value.replace(/\D/g, '');
@@ -97,7 +99,8 @@ function validPhone(value: string, text: string, start: number): boolean {
   if (NOT_PHONE_BEFORE.test(before)) return false;
   // A price or a measurement continues with a decimal point or a unit.
   if (/^[.,]\d/.test(text.slice(start + value.length, start + value.length + 2))) return false;
-  if (value.startsWith('+')) return digits.length >= 8 && /[\s.()-]/.test(value);
+  // E.164 ("+14155552671") is written without separators; other long digit runs need them.
+  if (value.startsWith('+')) return digits.length >= 10 || (digits.length >= 8 && /[\s.()-]/.test(value));
   if (NANP.test(value)) return true;
   // National formats ("020 7946 0958", "06 12 34 56 78"): trunk prefix 0 and grouped digits.
   if (/^0\d/.test(value) && digits.length >= 9 && /[\s.-]/.test(value)) return true;
@@ -123,14 +126,15 @@ const DETECTORS: Detector[] = [
     regex: new RegExp(`\\b(?:${SECRET_WORDS})\\b["']?\\s*(?:[:=]|is|:=|=>)?\\s*["']?([A-Za-z0-9_\\-+/=.]{20,})`, 'gdi'),
     valid: validKeyword,
   },
-  { type: 'email', regex: /\b[A-Za-z0-9._%+-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b/g },
+  // Unicode letters in the domain: internationalised domains ("müller-gmbh.de") are common in European text.
+  { type: 'email', regex: /\b[A-Za-z0-9._%+-]+(?:'[A-Za-z0-9._%+-]+)*@(?:[\p{L}\p{N}-]+\.)+\p{L}{2,}(?![\p{L}\p{N}])/gu },
   { type: 'iban', regex: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g, valid: validIban },
   { type: 'card', regex: /(?<![\d.,-])\d(?:[ -]?\d){12,18}(?![\d.,]\d)/g, valid: validCard },
   { type: 'ssn', regex: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g },
-  { type: 'ssn', regex: /\b(?:SSN|social security(?: number)?)[:#\s]*((?!000|666|9\d\d)\d{3} ?(?!00)\d{2} ?(?!0000)\d{4})\b/dgi },
+  { type: 'ssn', regex: /\b(?:SSN|social security(?: number)?)(?:[:#\s]|\bis\b)*((?!000|666|9\d\d)\d{3} ?(?!00)\d{2} ?(?!0000)\d{4})\b/dgi },
   {
     type: 'ipv6',
-    regex: /(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?(?![\w:])/g,
+    regex: /(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:])/g,
     valid: validIpv6,
   },
   {
@@ -140,7 +144,7 @@ const DETECTORS: Detector[] = [
   },
   {
     type: 'phone',
-    regex: /(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]\d{1,5}){1,5}(?![\w])|(?<![\w+])\+\d{8,15}\b/g,
+    regex: /(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]\d{1,8}){1,5}(?![\w])|(?<![\w+])\+\d{8,15}\b/g,
     valid: validPhone,
   },
 ];

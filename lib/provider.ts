@@ -23,7 +23,9 @@ export class Provider {
   readonly name: string;
   constructor(readonly options: ProviderOptions) {
     if (!options || typeof options.name !== 'string' || !options.name) {
-      throw new TypeError('new Provider({...}) needs a `name`, e.g. new Provider({ name: "openai", apiKey, models }).');
+      throw new TypeError(
+        'new Provider({...}) needs a `name`, e.g. new Provider({ name: "openai", apiKey, models }).',
+      );
     }
     this.name = options.name;
   }

@@ -7,8 +7,11 @@ import express, { type RequestHandler, type Router } from 'express';
 import type { GatewayInput } from './gateway.js';
 import { Gateway, stageFactories } from './gateway.js';
 import { errorHandler } from './middlewares/error-handler.js';
+import { metrics } from './middlewares/metrics.js';
+import { mountOpenAICompat } from './middlewares/openai-compat.js';
 import { parseRequest } from './middlewares/parse-request.js';
 import { respond, writeJson } from './middlewares/respond.js';
+import { stats } from './middlewares/stats.js';
 import type { Stage } from './stage.js';
 import { toExpress } from './stage.js';
 
@@ -30,7 +33,10 @@ function isStage(entry: unknown): entry is Stage {
   return typeof entry === 'object' && entry !== null && typeof (entry as Stage).run === 'function';
 }
 
-export function createGatewayRouter(config: GatewayInput | Gateway, options: RouterOptions = {}): GatewayRouter {
+export function createGatewayRouter(
+  config: GatewayInput | Gateway,
+  options: RouterOptions = {},
+): GatewayRouter {
   const gateway = config instanceof Gateway ? config : new Gateway(config);
   const router = express.Router() as GatewayRouter;
   Object.defineProperty(router, 'gateway', { value: gateway });
@@ -42,7 +48,9 @@ export function createGatewayRouter(config: GatewayInput | Gateway, options: Rou
     if (stage) return toExpress(stage);
     const factory = stageFactories[entry];
     if (factory) return toExpress(factory(gateway));
-    throw new Error(`pipeline: unknown stage "${entry}". Known stages: ${Object.keys(stageFactories).join(', ')}.`);
+    throw new Error(
+      `pipeline: unknown stage "${entry}". Known stages: ${Object.keys(stageFactories).join(', ')}.`,
+    );
   });
 
   const jsonBody = express.json({ limit: gateway.runtime.config.bodyLimit });
@@ -50,8 +58,13 @@ export function createGatewayRouter(config: GatewayInput | Gateway, options: Rou
   router.get('/health', function healthHandler(_req, res) {
     writeJson(res, 200, gateway.health(), {});
   });
+  router.get('/stats', stats(gateway));
+  router.get('/stats/timeseries', stats(gateway, { timeseries: true }));
+  router.get('/metrics', metrics(gateway));
   router.post('/chat', jsonBody, parseRequest(gateway, { stream: false }), ...chain, respond());
   router.post('/chat/stream', jsonBody, parseRequest(gateway, { stream: true }), ...chain, respond());
+  // OpenAI-compatible /v1 routes: the same chain, OpenAI's formats, their own error handler.
+  mountOpenAICompat(router, gateway, chain, jsonBody);
   router.use(errorHandler({ logger: gateway.logger }));
   return router;
 }

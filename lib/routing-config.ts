@@ -13,7 +13,12 @@ import type {
 } from '../types/index.js';
 import { DEFAULT_BREAKER_SETTINGS, type BreakerSettings } from './breaker.js';
 
-export const DEFAULT_FALLBACK_ON: readonly ErrorKind[] = ['rate_limit', 'timeout', 'server_error', 'connection'];
+export const DEFAULT_FALLBACK_ON: readonly ErrorKind[] = [
+  'rate_limit',
+  'timeout',
+  'server_error',
+  'connection',
+];
 export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
 /** Waiting longer than this on one provider is worse than trying the next one. */
 export const DEFAULT_MAX_RETRY_WAIT_MS = 5_000;
@@ -56,7 +61,9 @@ export function resolveRouting(r: RoutingFileConfig): NonNullable<ResolvedConfig
       windowMs: seconds(cb?.window_seconds) ?? DEFAULT_BREAKER_SETTINGS.windowMs,
       cooldownMs: seconds(cb?.cooldown_seconds) ?? DEFAULT_BREAKER_SETTINGS.cooldownMs,
     },
-    aliases: Object.fromEntries(Object.entries(r.aliases ?? {}).map(([name, a]) => [name, resolvePolicy(a, policy)])),
+    aliases: Object.fromEntries(
+      Object.entries(r.aliases ?? {}).map(([name, a]) => [name, resolvePolicy(a, policy)]),
+    ),
   };
 }
 
@@ -69,7 +76,12 @@ export function routingSettings(config: ResolvedConfig): RoutingSettings {
   const r = config.routing;
   s = {
     policy: r
-      ? { primary: r.primary, fallbacks: r.fallbacks, fallbackOn: r.fallbackOn, maxCostPerRequest: r.maxCostPerRequest }
+      ? {
+          primary: r.primary,
+          fallbacks: r.fallbacks,
+          fallbackOn: r.fallbackOn,
+          maxCostPerRequest: r.maxCostPerRequest,
+        }
       : { fallbacks: [], fallbackOn: [...DEFAULT_FALLBACK_ON] },
     aliases: r?.aliases ?? {},
     requestTimeoutMs: r?.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS,
@@ -101,9 +113,14 @@ function targetProblem(cfg: GatewayFileConfig, at: string, target: string): stri
   return undefined;
 }
 
-function policyProblems(cfg: GatewayFileConfig, at: string, p: RoutingFileConfig | RoutingAliasFileConfig): string[] {
+function policyProblems(
+  cfg: GatewayFileConfig,
+  at: string,
+  p: RoutingFileConfig | RoutingAliasFileConfig,
+): string[] {
   const problems: string[] = [];
-  if (p.fallbacks?.length && !p.primary) problems.push(`${at}.fallbacks: set ${at}.primary too; fallbacks follow it.`);
+  if (p.fallbacks?.length && !p.primary)
+    problems.push(`${at}.fallbacks: set ${at}.primary too; fallbacks follow it.`);
   if (p.primary !== undefined) {
     const problem = targetProblem(cfg, `${at}.primary`, p.primary);
     if (problem) problems.push(problem);
@@ -131,7 +148,8 @@ export function routingProblems(cfg: GatewayFileConfig): string[] {
   if (!r) return problems;
   problems.push(...policyProblems(cfg, 'routing', r));
   for (const [alias, a] of Object.entries(r.aliases ?? {})) {
-    if (alias.includes('/')) problems.push(`routing.aliases.${alias}: an alias name cannot contain "/"; rename it.`);
+    if (alias.includes('/'))
+      problems.push(`routing.aliases.${alias}: an alias name cannot contain "/"; rename it.`);
     problems.push(...policyProblems(cfg, `routing.aliases.${alias}`, a));
   }
   return problems;

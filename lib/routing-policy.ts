@@ -64,10 +64,14 @@ function checkPolicy(at: string, o: Partial<AliasPolicyOptions>): void {
   if (o.fallbackOn !== undefined) {
     if (!Array.isArray(o.fallbackOn)) fail(`${at}fallbackOn must be an array of error kinds.`);
     for (const k of o.fallbackOn) {
-      if (!KINDS.includes(k)) fail(`${at}fallbackOn: "${String(k)}" is not an error kind. Use: ${KINDS.join(', ')}.`);
+      if (!KINDS.includes(k))
+        fail(`${at}fallbackOn: "${String(k)}" is not an error kind. Use: ${KINDS.join(', ')}.`);
     }
   }
-  if (o.maxCostPerRequest !== undefined && !(typeof o.maxCostPerRequest === 'number' && o.maxCostPerRequest > 0)) {
+  if (
+    o.maxCostPerRequest !== undefined &&
+    !(typeof o.maxCostPerRequest === 'number' && o.maxCostPerRequest > 0)
+  ) {
     fail(`${at}maxCostPerRequest must be a positive number of US dollars, e.g. 0.05.`);
   }
 }
@@ -89,14 +93,18 @@ function aliasToFile(a: AliasPolicyOptions): RoutingAliasFileConfig {
 
 export class RoutingPolicy {
   constructor(readonly options: RoutingPolicyOptions = {}) {
-    if (!options || typeof options !== 'object') fail('pass an options object, e.g. { primary: "openai/gpt-4o" }.');
+    if (!options || typeof options !== 'object')
+      fail('pass an options object, e.g. { primary: "openai/gpt-4o" }.');
     checkPolicy('', options);
     checkSeconds('requestTimeoutSeconds', options.requestTimeoutSeconds, false);
     checkSeconds('maxRetryWaitSeconds', options.maxRetryWaitSeconds, true);
     checkSeconds('retryBudgetSeconds', options.retryBudgetSeconds, true);
     const cb = options.circuitBreaker;
     if (cb) {
-      if (cb.failureThreshold !== undefined && !(Number.isInteger(cb.failureThreshold) && cb.failureThreshold > 0)) {
+      if (
+        cb.failureThreshold !== undefined &&
+        !(Number.isInteger(cb.failureThreshold) && cb.failureThreshold > 0)
+      ) {
         fail('circuitBreaker.failureThreshold must be a positive integer.');
       }
       checkSeconds('circuitBreaker.windowSeconds', cb.windowSeconds, false);

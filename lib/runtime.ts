@@ -8,14 +8,15 @@ import { ConfigError } from './errors.js';
 import { PriceBook } from './pricing.js';
 import type { ProviderAdapter } from './providers/adapter.js';
 import { adapterFor, hasAdapter } from './providers/index.js';
+import { KeyHealthRegistry, KeyPool } from './key-pool.js';
 import { UpstreamClient } from './upstream.js';
 
 export interface RuntimeProvider {
   readonly config: ResolvedProvider;
   readonly adapter: ProviderAdapter;
   readonly client: UpstreamClient;
-  /** Next key index for round-robin over `api_keys`. */
-  keyCursor: number;
+  /** Rotation over `api_key`/`api_keys`, with the health of each key. */
+  readonly keys: KeyPool;
 }
 
 export class GatewayRuntime {
@@ -25,16 +26,22 @@ export class GatewayRuntime {
   readonly prices: PriceBook;
   /** Every provider key, to scrub from anything relayed or logged. */
   readonly secrets: readonly string[];
+  /** Key health, shared with the runtimes before and after this one. */
+  readonly keyHealth: KeyHealthRegistry;
 
   constructor(
     readonly config: ResolvedConfig,
     readonly logger: Logger,
     previous?: GatewayRuntime,
+    keyHealth: KeyHealthRegistry = previous?.keyHealth ?? new KeyHealthRegistry(),
   ) {
+    this.keyHealth = keyHealth;
     const providers = new Map<string, RuntimeProvider>();
     for (const p of config.providers) {
       if (!hasAdapter(p.type)) {
-        throw new ConfigError(`providers.${p.name}.type: the ${p.type} adapter is not available in this version.`);
+        throw new ConfigError(
+          `providers.${p.name}.type: the ${p.type} adapter is not available in this version.`,
+        );
       }
       // Keep the HTTP client (and its warm keep-alive sockets) when the provider's endpoint did not change.
       const old = previous?.providers.get(p.name);
@@ -43,7 +50,8 @@ export class GatewayRuntime {
           ? old.client
           : new UpstreamClient(p);
       client.provider = p;
-      providers.set(p.name, { config: p, adapter: adapterFor(p.type), client, keyCursor: 0 });
+      const keys = new KeyPool(p.name, p.apiKeys, keyHealth, logger, p.keyStrategy);
+      providers.set(p.name, { config: p, adapter: adapterFor(p.type), client, keys });
     }
     this.providers = providers;
     this.ordered = [...providers.values()].filter((p) => p.config.enabled);
@@ -51,13 +59,9 @@ export class GatewayRuntime {
     this.secrets = config.providers.flatMap((p) => p.apiKeys);
   }
 
-  /** Picks the next key round-robin; undefined for providers without keys (local Ollama). */
+  /** The key for the next attempt (see KeyPool); undefined for providers without keys (local Ollama). */
   nextKey(provider: RuntimeProvider): string | undefined {
-    const keys = provider.config.apiKeys;
-    if (keys.length === 0) return undefined;
-    const key = keys[provider.keyCursor % keys.length];
-    provider.keyCursor = (provider.keyCursor + 1) % keys.length;
-    return key;
+    return provider.keys.pick();
   }
 
   /** Closes clients that the next runtime does not reuse. */

@@ -84,16 +84,26 @@ export class UpstreamClient {
     };
     if (clientSignal?.aborted) onClientAbort();
     else clientSignal?.addEventListener('abort', onClientAbort, { once: true });
-    const timer = setTimeout(() => {
-      reason ??= 'timeout';
-      controller.abort();
-    }, this.provider.timeoutMs);
-    timer.unref?.();
+    const arm = () => {
+      const t = setTimeout(() => {
+        reason ??= 'timeout';
+        controller.abort();
+      }, this.provider.timeoutMs);
+      t.unref?.();
+      return t;
+    };
+    let timer = arm();
     return {
       signal: controller.signal,
       reason: () => reason,
-      /** Stops the deadline (at the first byte for streams, at the end for whole answers). */
-      disarm: () => clearTimeout(timer),
+      /**
+       * Restarts the deadline: a stream gets `timeoutMs` to its first byte, then as long again between any
+       * two chunks, so that a stream that stalls ends instead of hanging its client forever.
+       */
+      rearm: () => {
+        clearTimeout(timer);
+        if (!controller.signal.aborted) timer = arm();
+      },
       release: () => {
         clearTimeout(timer);
         clientSignal?.removeEventListener('abort', onClientAbort);
@@ -105,7 +115,10 @@ export class UpstreamClient {
   private transportError(err: unknown, reason: AbortReason | undefined): GatewayError {
     const name = this.provider.name;
     if (reason === 'client') {
-      return new GatewayError('connection', 'The client closed the request.', { provider: name, status: 499 });
+      return new GatewayError('connection', 'The client closed the request.', {
+        provider: name,
+        status: 499,
+      });
     }
     if (reason === 'timeout') {
       return new GatewayError('timeout', `${name} did not answer within ${this.provider.timeoutMs} ms.`, {
@@ -121,7 +134,12 @@ export class UpstreamClient {
     return new GatewayError('connection', `Could not reach ${name} (${detail}).`, { provider: name });
   }
 
-  private httpError(adapter: ProviderAdapter, status: number, text: string, headers: Record<string, unknown>) {
+  private httpError(
+    adapter: ProviderAdapter,
+    status: number,
+    text: string,
+    headers: Record<string, unknown>,
+  ) {
     let body: unknown = text;
     try {
       body = JSON.parse(text);
@@ -160,7 +178,12 @@ export class UpstreamClient {
       attempt.release();
     }
     if (response.status >= 400) {
-      throw this.httpError(adapter, response.status, response.data, response.headers as Record<string, unknown>);
+      throw this.httpError(
+        adapter,
+        response.status,
+        response.data,
+        response.headers as Record<string, unknown>,
+      );
     }
     let body: unknown;
     try {
@@ -186,7 +209,7 @@ export class UpstreamClient {
 
   /**
    * One streaming attempt. Resolves once the upstream answered with a success status and returns the
-   * stream's parts; the deadline covers everything up to the first body byte.
+   * stream's parts; the deadline covers everything up to the first body byte, then each gap between chunks.
    */
   async openStream(
     adapter: ProviderAdapter,
@@ -218,24 +241,22 @@ export class UpstreamClient {
       }
       throw this.httpError(adapter, response.status, text, response.headers as Record<string, unknown>);
     }
-    const self = this;
+    // Generators cannot be arrow functions; this keeps `this` without aliasing it.
+    const transportError = (err: unknown, reason: AbortReason | undefined) =>
+      this.transportError(err, reason);
     async function* parts(): AsyncGenerator<StreamPart> {
       const framing = createFrameParser(adapter.streamFraming);
       const state = adapter.createStreamState();
-      let first = true;
       try {
         for await (const bytes of response.data) {
-          if (first) {
-            first = false;
-            attempt.disarm();
-          }
+          attempt.rearm();
           for (const ev of framing.push(bytes as Uint8Array)) yield* adapter.parseStreamEvent(ev, state);
         }
         for (const ev of framing.end()) yield* adapter.parseStreamEvent(ev, state);
         if (adapter.endStream) yield* adapter.endStream(state);
       } catch (err) {
         if (err instanceof GatewayError) throw err;
-        throw self.transportError(err, attempt.reason());
+        throw transportError(err, attempt.reason());
       } finally {
         attempt.release();
         // Ends the upstream request when the consumer stops early (client gone, error downstream).

@@ -44,7 +44,10 @@ function contentOf(raw: unknown, param: string): string {
     let text = '';
     raw.forEach((part, i) => {
       if (!isPlainObject(part) || part.type !== 'text' || typeof part.text !== 'string') {
-        fail(`${param}[${i}] must be a text part {"type": "text", "text": "..."}; other part types are not supported.`, `${param}[${i}]`);
+        fail(
+          `${param}[${i}] must be a text part {"type": "text", "text": "..."}; other part types are not supported.`,
+          `${param}[${i}]`,
+        );
       }
       text += part.text;
     });
@@ -58,7 +61,10 @@ function validateMessage(raw: unknown, i: number, limits: RequestLimits): ChatMe
   if (!isPlainObject(raw)) fail(`${at} must be an object with "role" and "content".`, at);
   const role = raw.role;
   if (typeof role !== 'string' || !ROLES.has(role as Role)) {
-    fail(`${at}.role must be one of system, user, assistant, tool; got ${JSON.stringify(role)?.slice(0, 40)}.`, `${at}.role`);
+    fail(
+      `${at}.role must be one of system, user, assistant, tool; got ${JSON.stringify(role)?.slice(0, 40)}.`,
+      `${at}.role`,
+    );
   }
   const message: ChatMessage = { role: role as Role, content: null };
   const hasToolCalls = Array.isArray(raw.tool_calls) && raw.tool_calls.length > 0;
@@ -75,14 +81,16 @@ function validateMessage(raw: unknown, i: number, limits: RequestLimits): ChatMe
     message.name = raw.name;
   }
   if (hasToolCalls) {
-    if (role !== 'assistant') fail(`${at}.tool_calls is only allowed on assistant messages.`, `${at}.tool_calls`);
+    if (role !== 'assistant')
+      fail(`${at}.tool_calls is only allowed on assistant messages.`, `${at}.tool_calls`);
     message.tool_calls = (raw.tool_calls as unknown[]).map((tc, j) => {
       const p = `${at}.tool_calls[${j}]`;
       if (!isPlainObject(tc) || typeof tc.id !== 'string' || !isPlainObject(tc.function)) {
         fail(`${p} must be {"id", "type": "function", "function": {"name", "arguments"}}.`, p);
       }
       const fn = tc.function as Record<string, unknown>;
-      if (typeof fn.name !== 'string' || !fn.name) fail(`${p}.function.name must be a non-empty string.`, `${p}.function.name`);
+      if (typeof fn.name !== 'string' || !fn.name)
+        fail(`${p}.function.name must be a non-empty string.`, `${p}.function.name`);
       const args = typeof fn.arguments === 'string' ? fn.arguments : JSON.stringify(fn.arguments ?? {});
       return { id: tc.id, type: 'function' as const, function: { name: fn.name, arguments: args } };
     });
@@ -96,7 +104,13 @@ function validateMessage(raw: unknown, i: number, limits: RequestLimits): ChatMe
   return message;
 }
 
-function optionalNumber(body: Record<string, unknown>, field: string, min: number, max: number, integer = false) {
+function optionalNumber(
+  body: Record<string, unknown>,
+  field: string,
+  min: number,
+  max: number,
+  integer = false,
+) {
   const v = body[field];
   if (v === undefined || v === null) return undefined;
   if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v))) {
@@ -121,6 +135,7 @@ export function validateChatRequest(
   if (typeof body.model !== 'string' || body.model.trim() === '') {
     fail('model is required: a model name such as "gpt-4o-mini" or "openai/gpt-4o-mini".', 'model');
   }
+  // eslint-disable-next-line no-control-regex -- control characters are exactly what this rejects
   if (body.model.length > 256 || /[\u0000-\u001f\u007f\s]/.test(body.model)) {
     fail('model must be a model name without spaces or control characters.', 'model');
   }
@@ -149,7 +164,8 @@ export function validateChatRequest(
     request.stop = stop as string | string[];
   }
   if (body.user !== undefined) {
-    if (typeof body.user !== 'string' || body.user.length > 256) fail('user must be a string of at most 256 characters.', 'user');
+    if (typeof body.user !== 'string' || body.user.length > 256)
+      fail('user must be a string of at most 256 characters.', 'user');
     request.user = body.user;
   }
   if (body.metadata !== undefined) {
@@ -159,22 +175,38 @@ export function validateChatRequest(
   if (body.tools !== undefined) {
     if (!Array.isArray(body.tools)) fail('tools must be an array of function definitions.', 'tools');
     body.tools.forEach((t, i) => {
-      if (!isPlainObject(t) || t.type !== 'function' || !isPlainObject(t.function) || typeof t.function.name !== 'string') {
-        fail(`tools[${i}] must be {"type": "function", "function": {"name", "description"?, "parameters"?}}.`, `tools[${i}]`);
+      if (
+        !isPlainObject(t) ||
+        t.type !== 'function' ||
+        !isPlainObject(t.function) ||
+        typeof t.function.name !== 'string'
+      ) {
+        fail(
+          `tools[${i}] must be {"type": "function", "function": {"name", "description"?, "parameters"?}}.`,
+          `tools[${i}]`,
+        );
       }
     });
     request.tools = body.tools as ChatRequest['tools'];
   }
   if (body.tool_choice !== undefined) {
     const tc = body.tool_choice;
-    const named = isPlainObject(tc) && tc.type === 'function' && isPlainObject(tc.function) && typeof tc.function.name === 'string';
+    const named =
+      isPlainObject(tc) &&
+      tc.type === 'function' &&
+      isPlainObject(tc.function) &&
+      typeof tc.function.name === 'string';
     if (!(tc === 'auto' || tc === 'none' || tc === 'required' || named)) {
-      fail('tool_choice must be "auto", "none", "required" or {"type": "function", "function": {"name": "..."}}.', 'tool_choice');
+      fail(
+        'tool_choice must be "auto", "none", "required" or {"type": "function", "function": {"name": "..."}}.',
+        'tool_choice',
+      );
     }
     request.tool_choice = tc as ChatRequest['tool_choice'];
   }
   if (body.cache !== undefined) {
-    if (!isPlainObject(body.cache)) fail('cache must be an object like {"ttl": 60, "bypass": false}.', 'cache');
+    if (!isPlainObject(body.cache))
+      fail('cache must be an object like {"ttl": 60, "bypass": false}.', 'cache');
     request.cache = body.cache as ChatRequest['cache'];
   }
   for (const key of Object.keys(body)) {

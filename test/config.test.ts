@@ -70,7 +70,11 @@ describe('config', () => {
   });
 
   it('names the missing environment variable and where it is used', () => {
-    expectConfigError(() => loadConfig(yamlFile(FULL), { OPENAI_API_KEY: 'x' }), /providers\.anthropic\.api_key/, /ANTHROPIC_API_KEY is not set/);
+    expectConfigError(
+      () => loadConfig(yamlFile(FULL), { OPENAI_API_KEY: 'x' }),
+      /providers\.anthropic\.api_key/,
+      /ANTHROPIC_API_KEY is not set/,
+    );
   });
 
   it('reports an unknown key with its path', () => {
@@ -78,22 +82,37 @@ describe('config', () => {
       () => validateFileConfig({ providers: { openai: { api_key: 'k', models: ['m'], timeout: 3 } } }, {}),
       /providers\.openai\.timeout: unknown key/,
     );
-    expectConfigError(() => validateFileConfig({ providers: { openai: { api_key: 'k', models: ['m'] } }, cahce: {} }, {}), /cahce: unknown key/);
+    expectConfigError(
+      () => validateFileConfig({ providers: { openai: { api_key: 'k', models: ['m'] } }, cahce: {} }, {}),
+      /cahce: unknown key/,
+    );
   });
 
   it('reports a wrong type with its path and the expected type', () => {
     expectConfigError(
-      () => validateFileConfig({ providers: { openai: { api_key: 'k', models: ['m'], timeout_seconds: 'thirty' } } }, {}),
+      () =>
+        validateFileConfig(
+          { providers: { openai: { api_key: 'k', models: ['m'], timeout_seconds: 'thirty' } } },
+          {},
+        ),
       /providers\.openai\.timeout_seconds: expected number/,
     );
     expectConfigError(
-      () => validateFileConfig({ providers: { openai: { api_key: 'k', models: ['m'] } }, cache: { backend: 'memcached' } }, {}),
+      () =>
+        validateFileConfig(
+          { providers: { openai: { api_key: 'k', models: ['m'] } }, cache: { backend: 'memcached' } },
+          {},
+        ),
       /cache\.backend: must be one of "memory", "redis", "disabled"/,
     );
   });
 
   it('rejects an empty provider list and says how to add one', () => {
-    expectConfigError(() => validateFileConfig({ providers: {} }, {}), /providers: no provider is configured/, /api_key/);
+    expectConfigError(
+      () => validateFileConfig({ providers: {} }, {}),
+      /providers: no provider is configured/,
+      /api_key/,
+    );
     expectConfigError(() => validateFileConfig({}, {}), /providers/);
   });
 
@@ -107,7 +126,12 @@ describe('config', () => {
       {
         providers: {
           openai: { api_key: 'k1', models: ['gpt-4o'] },
-          'openai-eu': { type: 'openai', api_key: 'k2', base_url: 'https://eu.example.com/v1', models: ['gpt-4o'] },
+          'openai-eu': {
+            type: 'openai',
+            api_key: 'k2',
+            base_url: 'https://eu.example.com/v1',
+            models: ['gpt-4o'],
+          },
           local: { type: 'ollama', models: ['llama3.2'] },
         },
       },
@@ -126,7 +150,10 @@ describe('config', () => {
   });
 
   it('requires an API key except for Ollama', () => {
-    expectConfigError(() => validateFileConfig({ providers: { openai: { models: ['m'] } } }, {}), /providers\.openai\.api_key: missing/);
+    expectConfigError(
+      () => validateFileConfig({ providers: { openai: { models: ['m'] } } }, {}),
+      /providers\.openai\.api_key: missing/,
+    );
   });
 
   it('reports invalid YAML and an unreadable file clearly', () => {
@@ -175,6 +202,9 @@ describe('Gateway construction', () => {
       () => new Gateway({ providers: { openai: { api_key: 'k', models: [] } }, logger: silentLogger }),
       /providers\.openai\.models: list at least 1/,
     );
-    assert.throws(() => new Gateway({ providers: [{ name: 'x' } as never], logger: silentLogger }), /new Provider/);
+    assert.throws(
+      () => new Gateway({ providers: [{ name: 'x' } as never], logger: silentLogger }),
+      /new Provider/,
+    );
   });
 });

@@ -174,8 +174,15 @@ describe('OpenAI fake, proven by the official openai SDK', () => {
       });
     const unknown = await post({ model: 'm', messages: [{ role: 'user', content: 'x' }], foo: 1 });
     assert.equal(unknown.status, 400);
-    assert.equal(((await unknown.json()) as any).error.message, 'Unrecognized request argument supplied: foo');
-    const so = await post({ model: 'm', messages: [{ role: 'user', content: 'x' }], stream_options: { include_usage: true } });
+    assert.equal(
+      ((await unknown.json()) as any).error.message,
+      'Unrecognized request argument supplied: foo',
+    );
+    const so = await post({
+      model: 'm',
+      messages: [{ role: 'user', content: 'x' }],
+      stream_options: { include_usage: true },
+    });
     assert.equal(so.status, 400);
     const temp = await post({ model: 'm', messages: [{ role: 'user', content: 'x' }], temperature: 3 });
     assert.equal(((await temp.json()) as any).error.code, 'decimal_above_max_value');

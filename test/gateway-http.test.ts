@@ -20,7 +20,9 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
   before(async () => {
     fake = await startFakeOpenAI({ chunkDelayMs: 0 });
     ({ app } = hostApp({
-      providers: { openai: { api_key: 'test-key', base_url: fake.baseUrl, models: ['gpt-4o-mini', 'gpt-4o'] } },
+      providers: {
+        openai: { api_key: 'test-key', base_url: fake.baseUrl, models: ['gpt-4o-mini', 'gpt-4o'] },
+      },
       logger: silentLogger,
     }));
   });
@@ -48,11 +50,18 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
     assert.equal(r.headers['x-gateway-model'], 'gpt-4o');
     assert.equal(r.headers.etag, undefined);
     const sent = fake.requests.at(-1)!.body;
-    assert.deepEqual(sent, { model: 'gpt-4o', messages: [{ role: 'user', content: 'hello there' }], max_tokens: 50 });
+    assert.deepEqual(sent, {
+      model: 'gpt-4o',
+      messages: [{ role: 'user', content: 'hello there' }],
+      max_tokens: 50,
+    });
   });
 
   it('accepts a provider-qualified model and generates a request id when none is sent', async () => {
-    const r = await request(app).post('/ai/chat').send({ model: 'openai/gpt-4o-mini', messages: user('hi') }).expect(200);
+    const r = await request(app)
+      .post('/ai/chat')
+      .send({ model: 'openai/gpt-4o-mini', messages: user('hi') })
+      .expect(200);
     assert.equal(r.body.model, 'gpt-4o-mini');
     assert.match(r.headers['x-request-id']!, /^req_[0-9a-f-]{36}$/);
     assert.equal(fake.requests.at(-1)!.body.model, 'gpt-4o-mini');
@@ -79,7 +88,9 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
 
   it('answers an upstream error before the first byte as a JSON error with its status', async () => {
     fake.fault({ status: 400, message: 'Invalid value for messages.', times: 1 });
-    const r = await request(app).post('/ai/chat/stream').send({ model: 'gpt-4o-mini', messages: user('x') });
+    const r = await request(app)
+      .post('/ai/chat/stream')
+      .send({ model: 'gpt-4o-mini', messages: user('x') });
     assert.equal(r.status, 400);
     assert.match(r.headers['content-type']!, /application\/json/);
     assert.equal(r.body.error.type, 'invalid_request');
@@ -89,7 +100,9 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
 
   it('ends a stream that fails after its first chunk with an error event', async () => {
     fake.fault({ cutStreamAfter: 2, times: 1 });
-    const r = await request(app).post('/ai/chat/stream').send({ model: 'gpt-4o-mini', messages: user('a b c d') });
+    const r = await request(app)
+      .post('/ai/chat/stream')
+      .send({ model: 'gpt-4o-mini', messages: user('a b c d') });
     assert.equal(r.status, 200);
     const events = parseSse(r.text);
     assert.equal(events.at(-1)!.event, 'error');
@@ -108,14 +121,52 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
     const cases: [string, unknown, number, string, RegExp][] = [
       ['missing messages', { model: 'gpt-4o' }, 400, 'invalid_request', /messages/],
       ['empty messages', { model: 'gpt-4o', messages: [] }, 400, 'invalid_request', /messages/],
-      ['bad role', { model: 'gpt-4o', messages: [{ role: 'bot', content: 'x' }] }, 400, 'invalid_request', /messages\[0\]\.role/],
-      ['non-string content', { model: 'gpt-4o', messages: [{ role: 'user', content: 42 }] }, 400, 'invalid_request', /messages\[0\]\.content/],
-      ['negative max_tokens', { model: 'gpt-4o', messages: user('x'), max_tokens: -1 }, 400, 'invalid_request', /max_tokens/],
-      ['fractional max_tokens', { model: 'gpt-4o', messages: user('x'), max_tokens: 1.5 }, 400, 'invalid_request', /max_tokens/],
-      ['temperature out of range', { model: 'gpt-4o', messages: user('x'), temperature: 9 }, 400, 'invalid_request', /temperature/],
+      [
+        'bad role',
+        { model: 'gpt-4o', messages: [{ role: 'bot', content: 'x' }] },
+        400,
+        'invalid_request',
+        /messages\[0\]\.role/,
+      ],
+      [
+        'non-string content',
+        { model: 'gpt-4o', messages: [{ role: 'user', content: 42 }] },
+        400,
+        'invalid_request',
+        /messages\[0\]\.content/,
+      ],
+      [
+        'negative max_tokens',
+        { model: 'gpt-4o', messages: user('x'), max_tokens: -1 },
+        400,
+        'invalid_request',
+        /max_tokens/,
+      ],
+      [
+        'fractional max_tokens',
+        { model: 'gpt-4o', messages: user('x'), max_tokens: 1.5 },
+        400,
+        'invalid_request',
+        /max_tokens/,
+      ],
+      [
+        'temperature out of range',
+        { model: 'gpt-4o', messages: user('x'), temperature: 9 },
+        400,
+        'invalid_request',
+        /temperature/,
+      ],
       ['missing model', { messages: user('x') }, 400, 'invalid_request', /model/],
       ['array body', [1, 2], 400, 'invalid_request', /JSON object/],
-      ['prototype key', JSON.parse('{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],"__proto__":{"admin":true}}'), 400, 'invalid_request', /__proto__/],
+      [
+        'prototype key',
+        JSON.parse(
+          '{"model":"gpt-4o","messages":[{"role":"user","content":"x"}],"__proto__":{"admin":true}}',
+        ),
+        400,
+        'invalid_request',
+        /__proto__/,
+      ],
       ['unknown model', { model: 'gpt-9', messages: user('x') }, 404, 'not_found', /gpt-9/],
       ['unknown provider model', { model: 'openai/gpt-9', messages: user('x') }, 404, 'not_found', /gpt-9/],
     ];
@@ -123,7 +174,9 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
       it(`${name} → ${status} ${type}`, async () => {
         const before = fake.requests.length;
         for (const path of ['/ai/chat', '/ai/chat/stream']) {
-          const r = await request(app).post(path).send(body as object);
+          const r = await request(app)
+            .post(path)
+            .send(body as object);
           assert.equal(r.status, status, `${path}: ${r.text}`);
           assert.equal(r.body.error.type, type);
           assert.match(r.body.error.message, field);
@@ -134,7 +187,10 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
     }
 
     it('malformed JSON → 400 invalid_request', async () => {
-      const r = await request(app).post('/ai/chat').set('content-type', 'application/json').send('{"model": ');
+      const r = await request(app)
+        .post('/ai/chat')
+        .set('content-type', 'application/json')
+        .send('{"model": ');
       assert.equal(r.status, 400);
       assert.equal(r.body.error.type, 'invalid_request');
       assert.match(r.body.error.message, /JSON/);
@@ -143,7 +199,9 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
 
     it('a body over the limit → 413', async () => {
       const big = 'x'.repeat(1_100_000);
-      const r = await request(app).post('/ai/chat').send({ model: 'gpt-4o', messages: user(big) });
+      const r = await request(app)
+        .post('/ai/chat')
+        .send({ model: 'gpt-4o', messages: user(big) });
       assert.equal(r.status, 413);
       assert.equal(r.body.error.type, 'payload_too_large');
     });
@@ -156,7 +214,10 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
   });
 
   it('keeps unknown fields out of the upstream call and warns about them', async () => {
-    const r = await request(app).post('/ai/chat').send({ model: 'gpt-4o', messages: user('x'), frobnicate: 1 }).expect(200);
+    const r = await request(app)
+      .post('/ai/chat')
+      .send({ model: 'gpt-4o', messages: user('x'), frobnicate: 1 })
+      .expect(200);
     assert.match(r.headers['x-gateway-warnings']!, /frobnicate/);
     assert.equal(fake.requests.at(-1)!.body.frobnicate, undefined);
   });
@@ -175,7 +236,13 @@ describe('a client that disconnects mid-stream', () => {
     try {
       await new Promise<void>((resolve, reject) => {
         const req = http.request(
-          { port, host: '127.0.0.1', method: 'POST', path: '/ai/chat/stream', headers: { 'content-type': 'application/json' } },
+          {
+            port,
+            host: '127.0.0.1',
+            method: 'POST',
+            path: '/ai/chat/stream',
+            headers: { 'content-type': 'application/json' },
+          },
           (res) => {
             res.once('data', () => {
               // First chunk received: leave.

@@ -20,7 +20,14 @@ describe('Gateway.chat and Gateway.chatStream (OpenAI fake)', () => {
   before(async () => {
     fake = await startFakeOpenAI();
     gateway = new Gateway({
-      providers: [new Provider({ name: 'openai', apiKey: 'test-key', baseUrl: fake.baseUrl, models: ['gpt-4o-mini', 'my-finetune'] })],
+      providers: [
+        new Provider({
+          name: 'openai',
+          apiKey: 'test-key',
+          baseUrl: fake.baseUrl,
+          models: ['gpt-4o-mini', 'my-finetune'],
+        }),
+      ],
       logger,
     });
   });
@@ -30,7 +37,11 @@ describe('Gateway.chat and Gateway.chatStream (OpenAI fake)', () => {
   });
 
   it('chat() returns the same unified response as POST /chat', async () => {
-    const r = await gateway.chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 200 });
+    const r = await gateway.chat({
+      model: 'gpt-4o-mini',
+      messages: [{ role: 'user', content: 'Hi' }],
+      max_tokens: 200,
+    });
     assert.equal(r.content, 'echo: Hi');
     assert.equal(r.provider, 'openai');
     assertCost(r.cost, (1 * 0.15 + 2 * 0.6) / 1e6);
@@ -49,12 +60,15 @@ describe('Gateway.chat and Gateway.chatStream (OpenAI fake)', () => {
   });
 
   it('throws typed errors with a kind', async () => {
-    await assert.rejects(gateway.chat({ model: 'nope', messages: [{ role: 'user', content: 'x' }] }), (err: unknown) => {
-      assert.ok(err instanceof GatewayError);
-      assert.equal(err.kind, 'not_found');
-      assert.equal(err.status, 404);
-      return true;
-    });
+    await assert.rejects(
+      gateway.chat({ model: 'nope', messages: [{ role: 'user', content: 'x' }] }),
+      (err: unknown) => {
+        assert.ok(err instanceof GatewayError);
+        assert.equal(err.kind, 'not_found');
+        assert.equal(err.status, 404);
+        return true;
+      },
+    );
     await assert.rejects(gateway.chat({ model: 'gpt-4o-mini', messages: [] }), { kind: 'invalid_request' });
     fake.fault({ status: 429, retryAfter: 3, times: 1 });
     const stream = gateway.chatStream({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] });
@@ -72,16 +86,24 @@ describe('Gateway.chat and Gateway.chatStream (OpenAI fake)', () => {
     const r2 = await gateway.chat({ model: 'my-finetune', messages: [{ role: 'user', content: 'y' }] });
     assertCost(r1.cost, 0);
     assertCost(r2.cost, 0);
-    const warnings = logger.lines.slice(before).filter((l) => l.level === 'warn' && /pricing\.yaml/.test(l.msg ?? ''));
+    const warnings = logger.lines
+      .slice(before)
+      .filter((l) => l.level === 'warn' && /pricing\.yaml/.test(l.msg ?? ''));
     assert.equal(warnings.length, 1);
     assert.match(warnings[0]!.msg!, /my-finetune/);
   });
 
   it('a consumer that stops reading a stream early aborts the upstream call', async () => {
     const slow = await startFakeOpenAI({ chunkDelayMs: 100 });
-    const gw = new Gateway({ providers: { openai: { api_key: 'test-key', base_url: slow.baseUrl, models: ['gpt-4o-mini'] } }, logger: silentLogger });
+    const gw = new Gateway({
+      providers: { openai: { api_key: 'test-key', base_url: slow.baseUrl, models: ['gpt-4o-mini'] } },
+      logger: silentLogger,
+    });
     try {
-      for await (const _ of gw.chatStream({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'a b c d e f g' }] })) {
+      for await (const _ of gw.chatStream({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'a b c d e f g' }],
+      })) {
         break;
       }
       const rec = slow.requests.at(-1)!;
@@ -97,7 +119,13 @@ describe('Gateway.chat and Gateway.chatStream (OpenAI fake)', () => {
 describe('pricing', () => {
   it('ships prices for the models of all five providers, local Ollama free', () => {
     const prices = loadPricingFile();
-    for (const key of ['openai/gpt-4o', 'anthropic/claude-sonnet-4-20250514', 'gemini/gemini-2.5-flash', 'mistral/mistral-large-latest', 'ollama/*']) {
+    for (const key of [
+      'openai/gpt-4o',
+      'anthropic/claude-sonnet-4-20250514',
+      'gemini/gemini-2.5-flash',
+      'mistral/mistral-large-latest',
+      'ollama/*',
+    ]) {
       assert.ok(prices[key], `${key} has a price`);
     }
     assert.equal(prices['ollama/*']!.input_per_mtok, 0);
@@ -105,23 +133,50 @@ describe('pricing', () => {
 
   it('cost = prompt x input + completion x output, cached tokens at their own rate', () => {
     const book = PriceBook.withOverrides({});
-    assert.equal(book.costOf({ prompt_tokens: 1_000_000, completion_tokens: 1_000_000, total_tokens: 0 }, 'openai', 'openai', 'gpt-4o'), 12.5);
+    assert.equal(
+      book.costOf(
+        { prompt_tokens: 1_000_000, completion_tokens: 1_000_000, total_tokens: 0 },
+        'openai',
+        'openai',
+        'gpt-4o',
+      ),
+      12.5,
+    );
     // 1M prompt tokens of which 400k cached at $1.25 instead of $2.50.
     assert.equal(
-      book.costOf({ prompt_tokens: 1_000_000, completion_tokens: 0, total_tokens: 0, cached_prompt_tokens: 400_000 }, 'openai', 'openai', 'gpt-4o'),
+      book.costOf(
+        { prompt_tokens: 1_000_000, completion_tokens: 0, total_tokens: 0, cached_prompt_tokens: 400_000 },
+        'openai',
+        'openai',
+        'gpt-4o',
+      ),
       0.6 * 2.5 + 0.4 * 1.25,
     );
     // Anthropic: cache reads at $0.30, cache writes at $3.75 (Sonnet 4).
     assert.equal(
       book.costOf(
-        { prompt_tokens: 1_000_000, completion_tokens: 0, total_tokens: 0, cached_prompt_tokens: 500_000, cache_creation_tokens: 500_000 },
+        {
+          prompt_tokens: 1_000_000,
+          completion_tokens: 0,
+          total_tokens: 0,
+          cached_prompt_tokens: 500_000,
+          cache_creation_tokens: 500_000,
+        },
         'anthropic',
         'anthropic',
         'claude-sonnet-4-20250514',
       ),
       0.5 * 0.3 + 0.5 * 3.75,
     );
-    assert.equal(book.costOf({ prompt_tokens: 999, completion_tokens: 999, total_tokens: 0 }, 'local', 'ollama', 'llama3.2'), 0);
+    assert.equal(
+      book.costOf(
+        { prompt_tokens: 999, completion_tokens: 999, total_tokens: 0 },
+        'local',
+        'ollama',
+        'llama3.2',
+      ),
+      0,
+    );
   });
 
   it('config overrides win, by provider name or bare model', () => {

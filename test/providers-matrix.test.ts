@@ -28,11 +28,41 @@ interface Row {
 }
 
 const ROWS: Row[] = [
-  { type: 'openai', model: 'gpt-4o-mini', start: startFakeOpenAI, systemOf: (b) => b.messages[0], overloaded: 503 },
-  { type: 'anthropic', model: 'claude-sonnet-4-20250514', start: startFakeAnthropic, systemOf: (b) => b.system, overloaded: 529 },
-  { type: 'gemini', model: 'gemini-2.5-flash', start: startFakeGemini, systemOf: (b) => b.systemInstruction, overloaded: 503 },
-  { type: 'mistral', model: 'mistral-large-latest', start: startFakeMistral, systemOf: (b) => b.messages[0], overloaded: 503 },
-  { type: 'ollama', model: 'llama3.2', start: startFakeOllama, systemOf: (b) => b.messages[0], overloaded: 503 },
+  {
+    type: 'openai',
+    model: 'gpt-4o-mini',
+    start: startFakeOpenAI,
+    systemOf: (b) => b.messages[0],
+    overloaded: 503,
+  },
+  {
+    type: 'anthropic',
+    model: 'claude-sonnet-4-20250514',
+    start: startFakeAnthropic,
+    systemOf: (b) => b.system,
+    overloaded: 529,
+  },
+  {
+    type: 'gemini',
+    model: 'gemini-2.5-flash',
+    start: startFakeGemini,
+    systemOf: (b) => b.systemInstruction,
+    overloaded: 503,
+  },
+  {
+    type: 'mistral',
+    model: 'mistral-large-latest',
+    start: startFakeMistral,
+    systemOf: (b) => b.messages[0],
+    overloaded: 503,
+  },
+  {
+    type: 'ollama',
+    model: 'llama3.2',
+    start: startFakeOllama,
+    systemOf: (b) => b.messages[0],
+    overloaded: 503,
+  },
 ];
 
 const EXPECTED_SYSTEM: Record<ProviderType, unknown> = {
@@ -62,8 +92,16 @@ for (const row of ROWS) {
       fake = await row.start({ apiKeys: ['test-key'] });
       const config = {
         providers: {
-          [row.type]: { api_key: 'test-key', base_url: fake.baseUrl, models: [row.model], timeout_seconds: 0.5, max_retries: 0 },
+          [row.type]: {
+            api_key: 'test-key',
+            base_url: fake.baseUrl,
+            models: [row.model],
+            timeout_seconds: 0.5,
+            max_retries: 0,
+          },
         },
+        // Every scenario repeats the same prompt: the cache would answer them all.
+        cache: { backend: 'disabled' as const },
         logger: silentLogger,
       };
       ({ app, gateway } = hostApp(config));
@@ -75,8 +113,21 @@ for (const row of ROWS) {
     afterEach(() => fake.clearFaults());
 
     it('POST /chat: unified shape, usage, cost, system placement', async () => {
-      const r = await request(app).post('/ai/chat').send({ model: row.model, messages: MESSAGES }).expect(200);
-      assert.deepEqual(Object.keys(r.body).sort(), ['cached', 'content', 'cost', 'finish_reason', 'id', 'latency_ms', 'model', 'provider', 'usage']);
+      const r = await request(app)
+        .post('/ai/chat')
+        .send({ model: row.model, messages: MESSAGES })
+        .expect(200);
+      assert.deepEqual(Object.keys(r.body).sort(), [
+        'cached',
+        'content',
+        'cost',
+        'finish_reason',
+        'id',
+        'latency_ms',
+        'model',
+        'provider',
+        'usage',
+      ]);
       assert.equal(r.body.content, 'echo: hello there');
       assert.equal(r.body.finish_reason, 'stop');
       assert.equal(r.body.provider, row.type);
@@ -89,10 +140,16 @@ for (const row of ROWS) {
     });
 
     it('POST /chat/stream: same text, usage and cost in the done event', async () => {
-      const r = await request(app).post('/ai/chat/stream').send({ model: row.model, messages: MESSAGES }).expect(200);
+      const r = await request(app)
+        .post('/ai/chat/stream')
+        .send({ model: row.model, messages: MESSAGES })
+        .expect(200);
       const events = parseSse(r.text);
       assert.equal(
-        events.filter((e) => e.event === 'message').map((e) => e.data.delta).join(''),
+        events
+          .filter((e) => e.event === 'message')
+          .map((e) => e.data.delta)
+          .join(''),
         'echo: hello there',
       );
       const done = events.at(-1)!;
@@ -129,7 +186,12 @@ for (const row of ROWS) {
       ['upstream 400', () => fake.fault({ status: 400, times: 1 }), 400, 'invalid_request'],
       ['upstream 429', () => fake.fault({ status: 429, retryAfter: 2, times: 1 }), 429, 'rate_limit'],
       ['upstream 500', () => fake.fault({ status: 500, times: 1 }), 502, 'server_error'],
-      [`upstream ${row.overloaded}`, () => fake.fault({ status: row.overloaded, times: 1 }), 502, 'server_error'],
+      [
+        `upstream ${row.overloaded}`,
+        () => fake.fault({ status: row.overloaded, times: 1 }),
+        502,
+        'server_error',
+      ],
       ['a hanging upstream', () => fake.fault({ hang: true, times: 1 }), 504, 'timeout'],
       ['a wrong provider key', () => (fake.apiKeys = ['another-key']), 502, 'authentication'],
     ];

@@ -131,9 +131,16 @@ export interface ErrorBody {
     request_id?: string;
     /** The offending request field, for invalid_request. */
     param?: string;
+    /** Why a middleware refused the request, e.g. `prompt_injection`. */
+    reason?: string;
     attempts?: Attempt[];
+    /** For rate_limit refused by the gateway's own limits: which one. */
+    limit?: RateLimitScope;
   };
 }
+
+/** The gateway's own rate limits (`rate_limiting` in the config). */
+export type RateLimitScope = 'global' | 'user' | 'model';
 
 // ---------------------------------------------------------------------------------------------------------
 // Configuration, as users write it (YAML or an object of the same shape: snake_case)
@@ -155,6 +162,8 @@ export interface ProviderFileConfig {
   enabled?: boolean;
   /** Anthropic requires max_tokens; this is sent when the client gave none. */
   default_max_tokens?: number;
+  /** How `api_keys` are used: in turn, or the one rate-limited longest ago first. */
+  key_strategy?: 'round_robin' | 'least_recently_rate_limited';
   headers?: Record<string, string>;
   /**
    * What to ask this provider for when it serves as a fallback for another model, e.g.
@@ -185,6 +194,20 @@ export interface CacheFileConfig {
   hash_strategy?: HashStrategy;
   scope?: 'global' | 'per_user';
   cache_nondeterministic?: boolean;
+}
+
+/**
+ * Where cached answers live (`cacheStore` option, or the built-in memory/redis backends). Values are opaque
+ * strings the gateway writes; `ttlSeconds` 0 means no expiry. Any method may reject or be slow: the gateway
+ * bounds every call with a short timeout and then serves the request uncached.
+ */
+export interface CacheStore {
+  get(key: string): Promise<string | undefined>;
+  set(key: string, value: string, ttlSeconds: number): Promise<void>;
+  delete(key: string): Promise<void>;
+  /** Removes every entry this store holds (and only those, on a shared Redis). */
+  clear(): Promise<void>;
+  close(): Promise<void>;
 }
 
 export interface AnalyticsFileConfig {
@@ -238,6 +261,29 @@ export interface PriceEntry {
   cache_write_per_mtok?: number;
 }
 
+/** One gateway access key: exactly one of `key` (hashed at load) or `key_sha256`. */
+export interface AuthKeyFileConfig {
+  key?: string;
+  key_sha256?: string;
+  user: string;
+  /** Models this key may use (bare, `provider/model` or alias names); absent: every model. */
+  models?: string[];
+  /** Requests per minute for this key, read by the rate limiter. */
+  rpm?: number;
+  /** Daily spend for this key, in US dollars (`ctx.locals.budgetUsdPerDay`). */
+  budget_usd_per_day?: number;
+}
+
+export interface AuthFileConfig {
+  keys?: AuthKeyFileConfig[];
+  admin_keys?: string[];
+  admin_keys_sha256?: string[];
+  /** Guard /stats, /metrics, /dashboard and /admin with admin keys; default true. */
+  protect_admin_routes?: boolean;
+  /** With user keys but no admin key, admit anyone to the admin routes; default false (refused). */
+  admin_open?: boolean;
+}
+
 export interface GatewayFileConfig {
   providers: Record<string, ProviderFileConfig>;
   rate_limiting?: RateLimitingFileConfig;
@@ -247,7 +293,16 @@ export interface GatewayFileConfig {
   middleware?: MiddlewareFileEntry[];
   /** Per-model price overrides, keyed `provider/model` or `model`. */
   pricing?: Record<string, PriceEntry>;
-  server?: { body_limit?: string; port?: number };
+  server?: {
+    body_limit?: string;
+    port?: number;
+    /** Most messages one request may carry (default 1000). */
+    max_messages?: number;
+    /** Most characters one message's content may have (default 1,000,000). */
+    max_content_chars?: number;
+  };
+  /** Gateway access keys and admin keys (see the README's Security section). */
+  auth?: AuthFileConfig;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -266,6 +321,7 @@ export interface ResolvedProvider {
   enabled: boolean;
   defaultMaxTokens: number;
   headers: Record<string, string>;
+  keyStrategy?: 'round_robin' | 'least_recently_rate_limited';
   /** From `model_map`; absent means none. */
   modelMap?: Record<string, string>;
 }
@@ -276,6 +332,17 @@ export interface ResolvedRoutingPolicy {
   fallbacks: string[];
   fallbackOn: ErrorKind[];
   maxCostPerRequest?: number;
+}
+
+export interface ResolvedAuthKey {
+  /** Public id (for revocation and logs), derived from the digest. */
+  id: string;
+  /** SHA-256 of the key, hex. */
+  sha256: string;
+  user: string;
+  models?: string[];
+  rpm?: number;
+  budgetUsdPerDay?: number;
 }
 
 export interface ResolvedConfig {
@@ -319,6 +386,15 @@ export interface ResolvedConfig {
   middleware: { name: string; options: Record<string, unknown> }[];
   pricing: Record<string, PriceEntry>;
   bodyLimit: string;
+  /** From `server.max_messages` / `server.max_content_chars`. */
+  requestLimits: { maxMessages: number; maxContentChars: number };
+  /** Digests only: a plain key never reaches the resolved config. */
+  auth: {
+    keys: ResolvedAuthKey[];
+    adminKeysSha256: string[];
+    protectAdminRoutes: boolean;
+    adminOpen: boolean;
+  };
 }
 
 /** A minimal logger; pino, console and most loggers fit. */

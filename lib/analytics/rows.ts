@@ -77,7 +77,8 @@ export function rowsFromOutcome(outcome: RequestOutcome, ctx: GatewayContext): A
     latency_ms: answer ? finite(answer.latency_ms) : elapsedMs(ctx),
     ttft_ms: typeof outcome.ttftMs === 'number' ? outcome.ttftMs : null,
     cached: hit,
-    rate_limited: outcome.error?.kind === 'rate_limit' && attempts.length === 0,
+    rate_limited:
+      ctx.locals.rateLimited === true || (outcome.error?.kind === 'rate_limit' && attempts.length === 0),
     stream: ctx.stream,
     attempts: attempts.length,
   };

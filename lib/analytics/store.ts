@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import knexFactory, { type Knex } from 'knex';
-import type { ResolvedConfig } from '../../types/index.js';
+import type { Logger, ResolvedConfig } from '../../types/index.js';
 import { ConfigError } from '../errors.js';
 import type { AnalyticsRow } from './rows.js';
 import { REQUESTS_TABLE, migrateToLatest } from './schema.js';
@@ -19,7 +19,10 @@ export class AnalyticsStore {
   private db?: Knex;
   private migrated?: Promise<Knex>;
 
-  constructor(private readonly config: AnalyticsStorageConfig) {
+  constructor(
+    private readonly config: AnalyticsStorageConfig,
+    private readonly logger?: Logger,
+  ) {
     if (config.storage === 'postgres' && !config.postgresUrl) {
       throw new ConfigError(
         'analytics.postgres_url: required when analytics.storage is "postgres". Set it, e.g. "${DATABASE_URL}", or use storage: sqlite.',
@@ -34,8 +37,12 @@ export class AnalyticsStore {
 
   private open(): Knex {
     if (this.db) return this.db;
+    // knex prints pool and connection errors to the console; the recorder already reports failed writes.
+    const debug = (message: unknown) => this.logger?.debug?.({ err: String(message).slice(0, 300) }, 'analytics db');
+    const log = { warn: debug, error: debug, debug, deprecate: debug };
     if (this.config.storage === 'postgres') {
       this.db = knexFactory({
+        log,
         client: 'pg',
         connection: this.config.postgresUrl!,
         // Analytics must not hold many connections of a database the host also uses.
@@ -46,6 +53,7 @@ export class AnalyticsStore {
       const filename = resolve(this.config.sqlitePath);
       mkdirSync(dirname(filename), { recursive: true });
       this.db = knexFactory({
+        log,
         client: 'sqlite3',
         connection: { filename },
         useNullAsDefault: true,
@@ -95,6 +103,9 @@ export class AnalyticsStore {
 
   /** Deletes rows older than `date` in batches, so a large purge never holds a long lock. */
   async purgeOlderThan(date: Date, batchSize = 5000): Promise<number> {
+    if (!Number.isInteger(batchSize) || batchSize < 1) {
+      throw new RangeError(`batchSize must be a positive integer (got ${String(batchSize)}); try 5000.`);
+    }
     const db = await this.ready();
     const cutoff = date.getTime();
     let total = 0;

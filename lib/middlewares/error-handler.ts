@@ -5,19 +5,36 @@
 import type { ErrorRequestHandler } from 'express';
 import type { GatewayContext } from '../context.js';
 import { finishContext, requestIdFrom } from '../context.js';
+import type { GatewayError } from '../errors.js';
 import { toGatewayError } from '../errors.js';
 import type { Logger } from '../../types/index.js';
 import { sseEvent } from '../sse.js';
 import { gatewayHeaders, writeJson } from './respond.js';
 
-export function errorHandler(options: { logger?: Logger } = {}): ErrorRequestHandler {
+/** How an error is written; the OpenAI-compatible routes pass OpenAI's shape instead of the gateway's. */
+export interface ErrorRenderer {
+  json(error: GatewayError, requestId: string | undefined): unknown;
+  /** Mid-stream, once the status is gone: one whole SSE event. */
+  streamEvent(error: GatewayError, requestId: string | undefined): string;
+}
+
+const gatewayErrorRenderer: ErrorRenderer = {
+  json: (error, requestId) => error.toJSON(requestId),
+  streamEvent: (error, requestId) => sseEvent(error.toJSON(requestId), 'error'),
+};
+
+export function errorHandler(options: { logger?: Logger; render?: ErrorRenderer } = {}): ErrorRequestHandler {
+  const render = options.render ?? gatewayErrorRenderer;
   return function errorHandlerMiddleware(err, req, res, _next) {
     const error = toGatewayError(err);
     const ctx = res.locals.gateway as GatewayContext | undefined;
     const logger = options.logger ?? ctx?.runtime.logger;
     if (error.status >= 500 && error.kind === 'server_error' && !error.provider) {
       logger?.error(
-        { request_id: ctx?.requestId, err: err instanceof Error ? `${err.name}: ${err.message}` : String(err) },
+        {
+          request_id: ctx?.requestId,
+          err: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+        },
         'Gateway internal error.',
       );
     }
@@ -30,9 +47,9 @@ export function errorHandler(options: { logger?: Logger } = {}): ErrorRequestHan
     }
     if (res.headersSent) {
       // Mid-stream: the status is gone, so the error travels as an event.
-      if (!res.writableEnded) res.end(sseEvent(error.toJSON(ctx?.requestId), 'error'));
+      if (!res.writableEnded) res.end(render.streamEvent(error, ctx?.requestId));
     } else if (!res.destroyed) {
-      writeJson(res, error.status, error.toJSON(ctx?.requestId ?? headers['X-Request-Id']), headers);
+      writeJson(res, error.status, render.json(error, ctx?.requestId ?? headers['X-Request-Id']), headers);
     }
     if (ctx) finishContext(ctx, { status: error.status, error });
   };

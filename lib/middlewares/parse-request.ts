@@ -26,6 +26,9 @@ export function parseRequest(gateway: Gateway, options: ParseRequestOptions): Re
         user: typeof headerUser === 'string' && headerUser ? headerUser.slice(0, 256) : undefined,
       });
       ctx.warnings.push(...warnings);
+      // The cache stage honours `Cache-Control: no-cache / no-store`; stages never see the HTTP request.
+      const cacheControl = req.headers['cache-control'];
+      if (typeof cacheControl === 'string') ctx.locals.cacheControl = cacheControl;
       res.locals.gateway = ctx;
       res.on('close', () => {
         if (!res.writableFinished) ctx.abort();

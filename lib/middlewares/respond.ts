@@ -22,7 +22,12 @@ export function gatewayHeaders(ctx: GatewayContext): Record<string, string> {
   return headers;
 }
 
-export function writeJson(res: Response, status: number, body: unknown, headers: Record<string, string>): void {
+export function writeJson(
+  res: Response,
+  status: number,
+  body: unknown,
+  headers: Record<string, string>,
+): void {
   const text = JSON.stringify(body);
   res.writeHead(status, {
     ...headers,

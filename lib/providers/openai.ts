@@ -50,14 +50,20 @@ export function convertOpenAIUsage(raw: any): Usage {
   return usage;
 }
 
-export function buildOpenAIBody(request: ChatRequest, target: Target, dialect: 'openai' | 'mistral' = 'openai') {
+export function buildOpenAIBody(
+  request: ChatRequest,
+  target: Target,
+  dialect: 'openai' | 'mistral' = 'openai',
+) {
   const body: Record<string, unknown> = {
     model: target.model,
     messages: convertToOpenAIMessages(request.messages),
   };
   if (request.max_tokens !== undefined) {
     const key =
-      dialect === 'openai' && NEEDS_MAX_COMPLETION_TOKENS.test(target.model) ? 'max_completion_tokens' : 'max_tokens';
+      dialect === 'openai' && NEEDS_MAX_COMPLETION_TOKENS.test(target.model)
+        ? 'max_completion_tokens'
+        : 'max_tokens';
     body[key] = request.max_tokens;
   }
   if (request.temperature !== undefined) body.temperature = request.temperature;
@@ -86,10 +92,18 @@ export function parseOpenAIStyleChunk(event: UpstreamEvent, state: OpenAIStreamS
     return [{ type: 'error', kind: 'server_error', message: 'Provider sent a malformed stream chunk.' }];
   }
   if (chunk?.error) {
-    return [{ type: 'error', kind: 'server_error', message: String(chunk.error.message ?? 'Provider stream failed.') }];
+    return [
+      {
+        type: 'error',
+        kind: 'server_error',
+        message: String(chunk.error.message ?? 'Provider stream failed.'),
+      },
+    ];
   }
   if (chunk?.object === 'error') {
-    return [{ type: 'error', kind: 'server_error', message: String(chunk.message ?? 'Provider stream failed.') }];
+    return [
+      { type: 'error', kind: 'server_error', message: String(chunk.message ?? 'Provider stream failed.') },
+    ];
   }
   const parts: StreamPart[] = [];
   const choice = chunk?.choices?.[0];
@@ -103,7 +117,10 @@ export function parseOpenAIStyleChunk(event: UpstreamEvent, state: OpenAIStreamS
         state.toolCalls.set(index, {
           id: String(tc.id ?? `call_${index}`),
           type: 'function',
-          function: { name: String(tc.function?.name ?? ''), arguments: String(tc.function?.arguments ?? '') },
+          function: {
+            name: String(tc.function?.name ?? ''),
+            arguments: String(tc.function?.arguments ?? ''),
+          },
         });
       } else {
         if (tc.function?.name) existing.function.name += tc.function.name;
@@ -111,7 +128,8 @@ export function parseOpenAIStyleChunk(event: UpstreamEvent, state: OpenAIStreamS
       }
     }
   }
-  if (choice?.finish_reason) parts.push({ type: 'finish', finish_reason: mapOpenAIFinishReason(choice.finish_reason) });
+  if (choice?.finish_reason)
+    parts.push({ type: 'finish', finish_reason: mapOpenAIFinishReason(choice.finish_reason) });
   if (chunk?.usage) parts.push({ type: 'usage', usage: convertOpenAIUsage(chunk.usage) });
   return parts;
 }
@@ -138,7 +156,9 @@ export function parseOpenAIStyleResponse(body: any): AdapterResult {
       function: {
         name: String(tc.function?.name ?? ''),
         arguments:
-          typeof tc.function?.arguments === 'string' ? tc.function.arguments : JSON.stringify(tc.function?.arguments ?? {}),
+          typeof tc.function?.arguments === 'string'
+            ? tc.function.arguments
+            : JSON.stringify(tc.function?.arguments ?? {}),
       },
     }));
   }
@@ -151,7 +171,10 @@ export const openai: ProviderAdapter<OpenAIStreamState> = {
   buildRequest(request, target) {
     const body = buildOpenAIBody(request, target);
     if (target.stream) body.stream_options = { include_usage: true };
-    const headers: Record<string, string> = { 'content-type': 'application/json', ...target.provider.headers };
+    const headers: Record<string, string> = {
+      'content-type': 'application/json',
+      ...target.provider.headers,
+    };
     if (target.apiKey) headers.authorization = `Bearer ${target.apiKey}`;
     return { url: joinUrl(target.provider.baseUrl, 'chat/completions'), headers, body };
   },

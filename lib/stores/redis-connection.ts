@@ -24,7 +24,9 @@ export function createRedisClient(url: string, options: RedisConnectionOptions =
     throw new ConfigError(`rate_limiting.redis_url: "${url}" is not a URL; write it as redis://host:6379.`);
   }
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
-    throw new ConfigError(`rate_limiting.redis_url: use a redis:// or rediss:// URL, not ${parsed.protocol}//.`);
+    throw new ConfigError(
+      `rate_limiting.redis_url: use a redis:// or rediss:// URL, not ${parsed.protocol}//.`,
+    );
   }
   const client = new Redis(url, {
     enableOfflineQueue: false,

@@ -35,10 +35,14 @@ interface Bucket {
 export function checkTokenBucketOptions(options: TokenBucketOptions, who: string): void {
   const { capacity, refillPerSecond } = options;
   if (capacity !== undefined && !(Number.isFinite(capacity) && capacity >= 1)) {
-    throw new ConfigError(`${who}: capacity must be a number of at least 1 (the requests allowed per minute).`);
+    throw new ConfigError(
+      `${who}: capacity must be a number of at least 1 (the requests allowed per minute).`,
+    );
   }
   if (refillPerSecond !== undefined && !(Number.isFinite(refillPerSecond) && refillPerSecond > 0)) {
-    throw new ConfigError(`${who}: refillPerSecond must be a positive number; leave it out for capacity / 60.`);
+    throw new ConfigError(
+      `${who}: refillPerSecond must be a positive number; leave it out for capacity / 60.`,
+    );
   }
   if (options.now !== undefined && typeof options.now !== 'function') {
     throw new ConfigError(`${who}: now must be a function returning milliseconds, like Date.now.`);
@@ -100,7 +104,9 @@ export class TokenBucketMemoryStore implements Store {
   private capacityFor(capacity: number | undefined): number {
     const c = capacity ?? this.capacity;
     if (c === undefined) {
-      throw new ConfigError('TokenBucketMemoryStore: no capacity; pass `capacity` or a numeric express-rate-limit `limit`.');
+      throw new ConfigError(
+        'TokenBucketMemoryStore: no capacity; pass `capacity` or a numeric express-rate-limit `limit`.',
+      );
     }
     return c;
   }
@@ -112,7 +118,10 @@ export class TokenBucketMemoryStore implements Store {
     if (!b) return { tokens: capacity, updatedAt: now, capacity };
     // A clock that goes backwards must not mint tokens.
     const elapsed = Math.max(0, now - b.updatedAt);
-    return { tokens: Math.min(capacity, b.tokens + elapsed * perMs), updatedAt: Math.max(now, b.updatedAt), capacity };
+    // A raised limit (config reload) is usable at once, as it would be with a fixed window.
+    const raised = Math.max(0, capacity - b.capacity);
+    const tokens = Math.min(capacity, b.tokens + raised + elapsed * perMs);
+    return { tokens, updatedAt: Math.max(now, b.updatedAt), capacity };
   }
 
   /** Takes one token when one is there. `capacity` overrides the store's (limits that hot-reload). */

@@ -19,6 +19,7 @@ export interface TokenBucketRedisOptions extends TokenBucketOptions {
   sendCommand: SendCommand;
 }
 
+// A raised capacity (config reload) adds its difference at once, as in the memory store.
 // ARGV: capacity, tokens per ms, cost (1 take, 0 look, -1 give back), now in ms or '' for Redis' own clock.
 // Redis' clock by default: instances on different machines then agree on time even when theirs drift.
 const SCRIPT = `
@@ -30,15 +31,19 @@ if not now then
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local state = redis.call('HMGET', KEYS[1], 't', 'u')
+local state = redis.call('HMGET', KEYS[1], 't', 'u', 'c')
 local tokens = tonumber(state[1])
 local updated = tonumber(state[2])
+local was = tonumber(state[3]) or capacity
 if tokens == nil or updated == nil then
   tokens = capacity
   updated = now
-elseif now > updated then
-  tokens = tokens + (now - updated) * per_ms
-  updated = now
+else
+  if capacity > was then tokens = tokens + capacity - was end
+  if now > updated then
+    tokens = tokens + (now - updated) * per_ms
+    updated = now
+  end
 end
 if tokens > capacity then tokens = capacity end
 local allowed = 1
@@ -47,7 +52,7 @@ if cost > 0 then
 elseif cost < 0 then
   tokens = math.min(capacity, tokens - cost)
 end
-redis.call('HSET', KEYS[1], 't', string.format('%.17g', tokens), 'u', string.format('%.17g', updated))
+redis.call('HSET', KEYS[1], 't', string.format('%.17g', tokens), 'u', string.format('%.17g', updated), 'c', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / per_ms) + 1000)
 return { allowed, string.format('%.17g', tokens) }
 `.trim();
@@ -83,7 +88,9 @@ export class TokenBucketRedisStore implements Store {
   private async run(key: string, cost: number, capacity?: number): Promise<ClientRateLimitInfo> {
     const cap = capacity ?? this.capacity;
     if (cap === undefined) {
-      throw new ConfigError('TokenBucketRedisStore: no capacity; pass `capacity` or a numeric express-rate-limit `limit`.');
+      throw new ConfigError(
+        'TokenBucketRedisStore: no capacity; pass `capacity` or a numeric express-rate-limit `limit`.',
+      );
     }
     const perMs = ratePerMs(cap, this.refillPerSecond);
     const args = [String(cap), String(perMs), String(cost), this.now ? String(this.now()) : ''];

@@ -8,11 +8,40 @@ import type { FakeExchange, FakeFault, FakeProvider, FakeProviderOptions } from 
 import { countFakeTokens, defaultReply, splitIntoChunks, startFakeServer, textOf } from './fake-server.js';
 
 const ALLOWED_FIELDS = new Set([
-  'model', 'messages', 'max_tokens', 'max_completion_tokens', 'temperature', 'top_p', 'n', 'stop', 'stream',
-  'stream_options', 'seed', 'user', 'tools', 'tool_choice', 'parallel_tool_calls', 'response_format',
-  'frequency_penalty', 'presence_penalty', 'logit_bias', 'logprobs', 'top_logprobs', 'store', 'metadata',
-  'reasoning_effort', 'service_tier', 'modalities', 'audio', 'prediction', 'web_search_options',
-  'prompt_cache_key', 'safety_identifier', 'verbosity', 'functions', 'function_call',
+  'model',
+  'messages',
+  'max_tokens',
+  'max_completion_tokens',
+  'temperature',
+  'top_p',
+  'n',
+  'stop',
+  'stream',
+  'stream_options',
+  'seed',
+  'user',
+  'tools',
+  'tool_choice',
+  'parallel_tool_calls',
+  'response_format',
+  'frequency_penalty',
+  'presence_penalty',
+  'logit_bias',
+  'logprobs',
+  'top_logprobs',
+  'store',
+  'metadata',
+  'reasoning_effort',
+  'service_tier',
+  'modalities',
+  'audio',
+  'prediction',
+  'web_search_options',
+  'prompt_cache_key',
+  'safety_identifier',
+  'verbosity',
+  'functions',
+  'function_call',
 ]);
 const ROLES = new Set(['system', 'developer', 'user', 'assistant', 'tool', 'function']);
 
@@ -32,7 +61,11 @@ const DEFAULTS: Record<number, [string, string, string | null]> = {
   400: ['invalid_request_error', 'Bad request.', null],
   401: ['invalid_request_error', 'Incorrect API key provided.', 'invalid_api_key'],
   403: ['invalid_request_error', 'You are not allowed to sample from this model.', null],
-  404: ['invalid_request_error', 'The model does not exist or you do not have access to it.', 'model_not_found'],
+  404: [
+    'invalid_request_error',
+    'The model does not exist or you do not have access to it.',
+    'model_not_found',
+  ],
   429: [
     'requests',
     'Rate limit reached for gpt-4o-mini in organization org-fake on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s.',
@@ -45,15 +78,23 @@ const DEFAULTS: Record<number, [string, string, string | null]> = {
 
 function faultError(f: FakeFault): OpenAIError {
   const status = f.status!;
-  const [type, message, code] = DEFAULTS[status] ?? [status >= 500 ? 'server_error' : 'invalid_request_error', `HTTP ${status}`, null];
+  const [type, message, code] = DEFAULTS[status] ?? [
+    status >= 500 ? 'server_error' : 'invalid_request_error',
+    `HTTP ${status}`,
+    null,
+  ];
   return new OpenAIError(status, f.message ?? message, type, null, code);
 }
 
 function send(x: FakeExchange, err: OpenAIError, headers: Record<string, string> = {}) {
-  x.json(err.status, { error: { message: err.message, type: err.type, param: err.param, code: err.code } }, {
-    'x-request-id': `req_${randomBytes(12).toString('hex')}`,
-    ...headers,
-  });
+  x.json(
+    err.status,
+    { error: { message: err.message, type: err.type, param: err.param, code: err.code } },
+    {
+      'x-request-id': `req_${randomBytes(12).toString('hex')}`,
+      ...headers,
+    },
+  );
 }
 
 function maskKey(key: string): string {
@@ -64,19 +105,41 @@ function checkNumber(body: any, field: string, min: number, max: number, integer
   const v = body[field];
   if (v === undefined || v === null) return;
   if (typeof v !== 'number' || (integer && !Number.isInteger(v))) {
-    throw new OpenAIError(400, `Invalid type for '${field}': expected ${integer ? 'an integer' : 'a decimal'}, but got ${typeof v} instead.`, 'invalid_request_error', field, integer ? 'invalid_type' : 'invalid_type');
+    throw new OpenAIError(
+      400,
+      `Invalid type for '${field}': expected ${integer ? 'an integer' : 'a decimal'}, but got ${typeof v} instead.`,
+      'invalid_request_error',
+      field,
+      integer ? 'invalid_type' : 'invalid_type',
+    );
   }
   if (v < min) {
-    throw new OpenAIError(400, `Invalid '${field}': ${integer ? 'integer' : 'decimal'} below minimum value. Expected a value >= ${min}, but got ${v} instead.`, 'invalid_request_error', field, integer ? 'integer_below_min_value' : 'decimal_below_min_value');
+    throw new OpenAIError(
+      400,
+      `Invalid '${field}': ${integer ? 'integer' : 'decimal'} below minimum value. Expected a value >= ${min}, but got ${v} instead.`,
+      'invalid_request_error',
+      field,
+      integer ? 'integer_below_min_value' : 'decimal_below_min_value',
+    );
   }
   if (v > max) {
-    throw new OpenAIError(400, `Invalid '${field}': ${integer ? 'integer' : 'decimal'} above maximum value. Expected a value <= ${max}, but got ${v} instead.`, 'invalid_request_error', field, integer ? 'integer_above_max_value' : 'decimal_above_max_value');
+    throw new OpenAIError(
+      400,
+      `Invalid '${field}': ${integer ? 'integer' : 'decimal'} above maximum value. Expected a value <= ${max}, but got ${v} instead.`,
+      'invalid_request_error',
+      field,
+      integer ? 'integer_above_max_value' : 'decimal_above_max_value',
+    );
   }
 }
 
 function validate(body: any): void {
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
-    throw new OpenAIError(400, 'We could not parse the JSON body of your request. (HINT: This likely means you aren\'t using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)', 'invalid_request_error');
+    throw new OpenAIError(
+      400,
+      "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)",
+      'invalid_request_error',
+    );
   }
   for (const key of Object.keys(body)) {
     if (!ALLOWED_FIELDS.has(key)) {
@@ -87,22 +150,52 @@ function validate(body: any): void {
     throw new OpenAIError(400, 'you must provide a model parameter', 'invalid_request_error');
   }
   if (body.messages === undefined) {
-    throw new OpenAIError(400, "Missing required parameter: 'messages'.", 'invalid_request_error', 'messages', 'missing_required_parameter');
+    throw new OpenAIError(
+      400,
+      "Missing required parameter: 'messages'.",
+      'invalid_request_error',
+      'messages',
+      'missing_required_parameter',
+    );
   }
   if (!Array.isArray(body.messages) || body.messages.length === 0) {
-    throw new OpenAIError(400, "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.", 'invalid_request_error', 'messages', 'empty_array');
+    throw new OpenAIError(
+      400,
+      "Invalid 'messages': empty array. Expected an array with minimum length 1, but got an empty array instead.",
+      'invalid_request_error',
+      'messages',
+      'empty_array',
+    );
   }
   body.messages.forEach((m: any, i: number) => {
     if (!ROLES.has(m?.role)) {
-      throw new OpenAIError(400, `Invalid value: '${m?.role}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.`, 'invalid_request_error', `messages[${i}].role`, 'invalid_value');
+      throw new OpenAIError(
+        400,
+        `Invalid value: '${m?.role}'. Supported values are: 'system', 'assistant', 'user', 'function', 'tool', and 'developer'.`,
+        'invalid_request_error',
+        `messages[${i}].role`,
+        'invalid_value',
+      );
     }
     const c = m.content;
     const okContent = typeof c === 'string' || Array.isArray(c) || (c === null && m.role === 'assistant');
     if (!okContent) {
-      throw new OpenAIError(400, `Invalid type for 'messages[${i}].content': expected one of a string or array of objects, but got ${c === null ? 'null' : typeof c} instead.`, 'invalid_request_error', `messages[${i}].content`, 'invalid_type');
+      throw new OpenAIError(
+        400,
+        `Invalid type for 'messages[${i}].content': expected one of a string or array of objects, but got ${c === null ? 'null' : typeof c} instead.`,
+        'invalid_request_error',
+        `messages[${i}].content`,
+        'invalid_type',
+      );
     }
     if (m.role === 'tool' && typeof m.tool_call_id !== 'string') {
-      throw new OpenAIError(400, `Missing parameter 'tool_call_id': messages with role 'tool' must have a 'tool_call_id'.`, 'invalid_request_error', `messages[${i}].tool_call_id`, null);
+      throw new OpenAIError(
+        400,
+        `Missing parameter 'tool_call_id': messages with role 'tool' must have a 'tool_call_id'.`,
+        'invalid_request_error',
+        `messages[${i}].tool_call_id`,
+        null,
+      );
     }
   });
   checkNumber(body, 'temperature', 0, 2);
@@ -111,14 +204,37 @@ function validate(body: any): void {
   checkNumber(body, 'max_completion_tokens', 1, 1_000_000, true);
   checkNumber(body, 'n', 1, 128, true);
   if (body.stop !== undefined && body.stop !== null) {
-    const ok = typeof body.stop === 'string' || (Array.isArray(body.stop) && body.stop.length <= 4 && body.stop.every((s: unknown) => typeof s === 'string'));
-    if (!ok) throw new OpenAIError(400, "Invalid 'stop': expected a string or an array of at most 4 strings.", 'invalid_request_error', 'stop', 'invalid_type');
+    const ok =
+      typeof body.stop === 'string' ||
+      (Array.isArray(body.stop) &&
+        body.stop.length <= 4 &&
+        body.stop.every((s: unknown) => typeof s === 'string'));
+    if (!ok)
+      throw new OpenAIError(
+        400,
+        "Invalid 'stop': expected a string or an array of at most 4 strings.",
+        'invalid_request_error',
+        'stop',
+        'invalid_type',
+      );
   }
   if (body.stream_options !== undefined && body.stream_options !== null && body.stream !== true) {
-    throw new OpenAIError(400, 'The \'stream_options\' parameter is only allowed when \'stream\' is enabled.', 'invalid_request_error', 'stream_options', null);
+    throw new OpenAIError(
+      400,
+      "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+      'invalid_request_error',
+      'stream_options',
+      null,
+    );
   }
   if (body.stream !== undefined && typeof body.stream !== 'boolean' && body.stream !== null) {
-    throw new OpenAIError(400, "Invalid type for 'stream': expected a boolean.", 'invalid_request_error', 'stream', 'invalid_type');
+    throw new OpenAIError(
+      400,
+      "Invalid type for 'stream': expected a boolean.",
+      'invalid_request_error',
+      'stream',
+      'invalid_type',
+    );
   }
 }
 
@@ -140,14 +256,25 @@ function generate(x: FakeExchange, body: any): Generated {
     completion_tokens: completion,
     total_tokens: promptTokens + completion,
     prompt_tokens_details: { cached_tokens: cached, audio_tokens: 0 },
-    completion_tokens_details: { reasoning_tokens: 0, audio_tokens: 0, accepted_prediction_tokens: 0, rejected_prediction_tokens: 0 },
+    completion_tokens_details: {
+      reasoning_tokens: 0,
+      audio_tokens: 0,
+      accepted_prediction_tokens: 0,
+      rejected_prediction_tokens: 0,
+    },
   });
   if (x.options.toolCall && Array.isArray(body.tools) && body.tools.length) {
     const args = JSON.stringify(x.options.toolCall.arguments);
     return {
       content: '',
       finishReason: 'tool_calls',
-      toolCalls: [{ id: `call_${randomBytes(12).toString('hex')}`, type: 'function', function: { name: x.options.toolCall.name, arguments: args } }],
+      toolCalls: [
+        {
+          id: `call_${randomBytes(12).toString('hex')}`,
+          type: 'function',
+          function: { name: x.options.toolCall.name, arguments: args },
+        },
+      ],
       usage: usageOf(countFakeTokens(args) + 1),
     };
   }
@@ -199,10 +326,23 @@ async function streamReply(x: FakeExchange, body: any, g: Generated) {
   });
   const pieces: Record<string, unknown>[] = g.toolCalls
     ? [
-        { tool_calls: [{ index: 0, id: g.toolCalls[0]!.id, type: 'function', function: { name: g.toolCalls[0]!.function.name, arguments: '' } }] },
-        ...splitIntoChunks(g.toolCalls[0]!.function.arguments).map((a) => ({ tool_calls: [{ index: 0, function: { arguments: a } }] })),
+        {
+          tool_calls: [
+            {
+              index: 0,
+              id: g.toolCalls[0]!.id,
+              type: 'function',
+              function: { name: g.toolCalls[0]!.function.name, arguments: '' },
+            },
+          ],
+        },
+        ...splitIntoChunks(g.toolCalls[0]!.function.arguments).map((a) => ({
+          tool_calls: [{ index: 0, function: { arguments: a } }],
+        })),
       ]
-    : splitIntoChunks(g.content).filter(Boolean).map((content) => ({ content }));
+    : splitIntoChunks(g.content)
+        .filter(Boolean)
+        .map((content) => ({ content }));
   const cutAt = fault?.cutStreamAfter ?? -1;
   const errorAt = fault?.errorStreamAfter ?? -1;
   if (cutAt === 0) {
@@ -218,7 +358,15 @@ async function streamReply(x: FakeExchange, body: any, g: Generated) {
       return;
     }
     if (i === errorAt) {
-      event({ error: { message: fault?.message ?? 'The server had an error while processing your request. Sorry about that!', type: 'server_error', param: null, code: null } });
+      event({
+        error: {
+          message:
+            fault?.message ?? 'The server had an error while processing your request. Sorry about that!',
+          type: 'server_error',
+          param: null,
+          code: null,
+        },
+      });
       res.end();
       return;
     }
@@ -245,19 +393,38 @@ async function handle(x: FakeExchange): Promise<void> {
     send(x, faultError(fault), headers);
     return;
   }
-  const known = record.path === '/v1/chat/completions' || record.path === '/v1/models' || record.path.startsWith('/v1/models/');
+  const known =
+    record.path === '/v1/chat/completions' ||
+    record.path === '/v1/models' ||
+    record.path.startsWith('/v1/models/');
   if (!known) {
     send(x, new OpenAIError(404, `Invalid URL (${record.method} ${record.path})`, 'invalid_request_error'));
     return;
   }
   const auth = record.headers.authorization;
   if (!auth || !auth.startsWith('Bearer ')) {
-    send(x, new OpenAIError(401, "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you're accessing the API from your browser and are prompted for a username and password. You can obtain an API key from https://platform.openai.com/account/api-keys.", 'invalid_request_error'));
+    send(
+      x,
+      new OpenAIError(
+        401,
+        "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY), or as the password field (with blank username) if you're accessing the API from your browser and are prompted for a username and password. You can obtain an API key from https://platform.openai.com/account/api-keys.",
+        'invalid_request_error',
+      ),
+    );
     return;
   }
   const key = auth.slice('Bearer '.length);
   if (!x.apiKeys.includes(key)) {
-    send(x, new OpenAIError(401, `Incorrect API key provided: ${maskKey(key)}. You can find your API key at https://platform.openai.com/account/api-keys.`, 'invalid_request_error', null, 'invalid_api_key'));
+    send(
+      x,
+      new OpenAIError(
+        401,
+        `Incorrect API key provided: ${maskKey(key)}. You can find your API key at https://platform.openai.com/account/api-keys.`,
+        'invalid_request_error',
+        null,
+        'invalid_api_key',
+      ),
+    );
     return;
   }
   if (record.path.startsWith('/v1/models')) {
@@ -265,7 +432,10 @@ async function handle(x: FakeExchange): Promise<void> {
       send(x, new OpenAIError(404, `Invalid URL (${record.method} ${record.path})`, 'invalid_request_error'));
       return;
     }
-    x.json(200, { object: 'list', data: [{ id: 'gpt-4o-mini', object: 'model', created: 1721172741, owned_by: 'system' }] });
+    x.json(200, {
+      object: 'list',
+      data: [{ id: 'gpt-4o-mini', object: 'model', created: 1721172741, owned_by: 'system' }],
+    });
     return;
   }
   if (record.method !== 'POST') {
@@ -273,10 +443,21 @@ async function handle(x: FakeExchange): Promise<void> {
     return;
   }
   try {
-    if (record.body === undefined && record.rawBody !== '') throw new OpenAIError(400, 'We could not parse the JSON body of your request. (HINT: This likely means you aren\'t using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)', 'invalid_request_error');
+    if (record.body === undefined && record.rawBody !== '')
+      throw new OpenAIError(
+        400,
+        "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)",
+        'invalid_request_error',
+      );
     validate(record.body);
     if (record.body.model === 'does-not-exist') {
-      throw new OpenAIError(404, 'The model `does-not-exist` does not exist or you do not have access to it.', 'invalid_request_error', null, 'model_not_found');
+      throw new OpenAIError(
+        404,
+        'The model `does-not-exist` does not exist or you do not have access to it.',
+        'invalid_request_error',
+        null,
+        'model_not_found',
+      );
     }
   } catch (err) {
     if (err instanceof OpenAIError) return send(x, err);
@@ -299,7 +480,13 @@ async function handle(x: FakeExchange): Promise<void> {
       choices: [
         {
           index: 0,
-          message: { role: 'assistant', content: g.toolCalls ? null : g.content, refusal: null, annotations: [], ...(g.toolCalls ? { tool_calls: g.toolCalls } : {}) },
+          message: {
+            role: 'assistant',
+            content: g.toolCalls ? null : g.content,
+            refusal: null,
+            annotations: [],
+            ...(g.toolCalls ? { tool_calls: g.toolCalls } : {}),
+          },
           logprobs: null,
           finish_reason: g.finishReason,
         },

@@ -3,7 +3,7 @@
  * records every line so tests can assert on (and sweep) what was logged.
  */
 import express from 'express';
-import type { GatewayInput } from '../../lib/gateway.js';
+import type { Gateway, GatewayInput } from '../../lib/gateway.js';
 import { createGatewayRouter } from '../../lib/router.js';
 import type { RouterOptions } from '../../lib/router.js';
 import type { Logger } from '../../types/index.js';
@@ -30,7 +30,7 @@ export function recordingLogger(): Logger & { lines: RecordedLog[]; text(): stri
 }
 
 /** An Express host with the router at /ai, as a user would mount it. */
-export function hostApp(config: GatewayInput, options?: RouterOptions) {
+export function hostApp(config: GatewayInput | Gateway, options?: RouterOptions) {
   const app = express();
   const router = createGatewayRouter(config, options);
   app.use('/ai', router);

@@ -1,0 +1,140 @@
+/**
+ * The cache stage's long-lived state for one gateway: the store the current config asks for (rebuilt when a
+ * reload changes the backend), the requests in flight per key (coalescing), and the guard that keeps a slow
+ * or failing store from ever failing or holding up a request.
+ */
+import type { CacheStore, Logger, ResolvedConfig } from '../types/index.js';
+import type { CachedAnswer } from './cache-answer.js';
+import { ConfigError } from './errors.js';
+import { MemoryCacheStore } from './stores/memory-cache-store.js';
+import { RedisCacheStore } from './stores/redis-cache-store.js';
+
+export interface CacheBackendOptions {
+  /** A host's own store; used for every backend except `disabled`. The host closes it. */
+  store?: CacheStore;
+  /** Longest a lookup or write may take before the request goes on uncached. Default 100 ms. */
+  timeoutMs?: number;
+  /** Store failures are logged at most once per this interval (ms). Default 10 000. */
+  logIntervalMs?: number;
+  /** Clock for the log interval; default `Date.now`. */
+  now?: () => number;
+}
+
+const MB = 1024 * 1024;
+
+function checkPositive(name: string, v: unknown): void {
+  if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)) {
+    throw new ConfigError(`cache stage: ${name} must be a positive number of milliseconds; got ${JSON.stringify(v)}.`);
+  }
+}
+
+export class CacheBackend {
+  /** Non-stream misses being answered upstream, by key: identical requests wait for these. */
+  readonly pending = new Map<string, Promise<CachedAnswer | undefined>>();
+  private readonly hostStore?: CacheStore;
+  private readonly timeoutMs: number;
+  private readonly logIntervalMs: number;
+  private readonly now: () => number;
+  private memory?: MemoryCacheStore;
+  private redis?: { url: string; store: RedisCacheStore };
+  private lastLogAt = Number.NEGATIVE_INFINITY;
+  private suppressed = 0;
+
+  constructor(
+    private readonly logger: Logger,
+    options: CacheBackendOptions = {},
+  ) {
+    checkPositive('timeoutMs', options.timeoutMs);
+    checkPositive('logIntervalMs', options.logIntervalMs);
+    const s = options.store;
+    if (s !== undefined && (typeof s?.get !== 'function' || typeof s?.set !== 'function')) {
+      throw new ConfigError('cacheStore must implement the CacheStore interface: get, set, delete, clear, close.');
+    }
+    this.hostStore = s;
+    this.timeoutMs = options.timeoutMs ?? 100;
+    this.logIntervalMs = options.logIntervalMs ?? 10_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** The store for this request's config snapshot; undefined when caching is off. */
+  storeFor(config: ResolvedConfig['cache']): CacheStore | undefined {
+    if (config.backend === 'disabled') return undefined;
+    if (this.hostStore) return this.hostStore;
+    if (config.backend === 'memory') {
+      const maxBytes = config.maxCacheSizeMb * MB;
+      if (this.memory) this.memory.setMaxBytes(maxBytes);
+      else this.memory = new MemoryCacheStore({ maxBytes });
+      return this.memory;
+    }
+    const url = config.redisUrl;
+    if (!url) {
+      this.report('config', new Error('cache.backend is redis but cache.redis_url is not set'));
+      return undefined;
+    }
+    if (this.redis?.url !== url) {
+      // A reload pointed the cache elsewhere; requests still holding the old store just miss.
+      const old = this.redis?.store;
+      if (old) void old.close();
+      this.redis = { url, store: new RedisCacheStore({ url, onError: (err) => this.report('connection', err) }) };
+    }
+    return this.redis.store;
+  }
+
+  /** The stored value, or undefined on a miss, an error or a timeout. */
+  get(store: CacheStore, key: string): Promise<string | undefined> {
+    return this.bounded('get', () => store.get(key));
+  }
+
+  /** Resolves when written, failed or timed out; never rejects. */
+  async set(store: CacheStore, key: string, value: string, ttlSeconds: number): Promise<void> {
+    await this.bounded('set', () => store.set(key, value, ttlSeconds));
+  }
+
+  async close(): Promise<void> {
+    const stores = [this.memory, this.redis?.store];
+    this.memory = undefined;
+    this.redis = undefined;
+    await Promise.all(stores.map((s) => s?.close().catch(() => {})));
+  }
+
+  /** One line per interval: a Redis that is down would otherwise log on every request. */
+  report(op: string, err: unknown): void {
+    const t = this.now();
+    if (t - this.lastLogAt < this.logIntervalMs) {
+      this.suppressed += 1;
+      return;
+    }
+    this.lastLogAt = t;
+    const suppressed = this.suppressed;
+    this.suppressed = 0;
+    this.logger.error(
+      { op, err: err instanceof Error ? err.message : String(err), suppressed_since_last: suppressed },
+      'Cache store failed; requests are served uncached until it answers again.',
+    );
+  }
+
+  private bounded<T>(op: string, call: () => Promise<T>): Promise<T | undefined> {
+    let pending: Promise<T>;
+    try {
+      pending = Promise.resolve(call());
+    } catch (err) {
+      this.report(op, err);
+      return Promise.resolve(undefined);
+    }
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => {
+        this.report(op, new Error(`no answer within ${this.timeoutMs} ms`));
+        resolve(undefined);
+      }, this.timeoutMs);
+    });
+    const settled = pending.then(
+      (v) => v,
+      (err: unknown) => {
+        this.report(op, err);
+        return undefined;
+      },
+    );
+    return Promise.race([settled, timeout]).finally(() => clearTimeout(timer));
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * API-key rotation for one provider: round-robin over the healthy keys, a key that got a 401 taken out of
+ * rotation, a key that got a 429 rested for its Retry-After. The health of each key lives in a registry
+ * owned by the Gateway, keyed by fingerprint, so it survives config reloads (a reload that keeps a revoked
+ * key does not resurrect it; a new key starts healthy).
+ */
+import type { Logger } from '../types/index.js';
+import { GatewayError } from './errors.js';
+import { fingerprint } from './redact.js';
+
+export type KeyStrategy = 'round_robin' | 'least_recently_rate_limited';
+
+interface KeyState {
+  revoked: boolean;
+  restUntil: number;
+  lastRateLimitedAt: number;
+}
+
+/** Per-gateway memory of key health, shared by every runtime (config snapshot) of that gateway. */
+export class KeyHealthRegistry {
+  private readonly states = new Map<string, KeyState>();
+  constructor(private readonly now: () => number = Date.now) {}
+
+  stateOf(provider: string, key: string): KeyState {
+    const id = `${provider}:${fingerprint(key)}`;
+    let state = this.states.get(id);
+    if (!state) {
+      state = { revoked: false, restUntil: 0, lastRateLimitedAt: 0 };
+      this.states.set(id, state);
+    }
+    return state;
+  }
+
+  clock(): number {
+    return this.now();
+  }
+
+  /** Forgets keys no longer configured, so the registry does not grow with every rotation. */
+  retain(provider: string, keys: readonly string[]): void {
+    const keep = new Set(keys.map((k) => `${provider}:${fingerprint(k)}`));
+    for (const id of this.states.keys()) {
+      if (id.startsWith(`${provider}:`) && !keep.has(id)) this.states.delete(id);
+    }
+  }
+}
+
+export interface KeyReport {
+  fingerprint: string;
+  state: 'active' | 'resting' | 'revoked';
+  rest_ms?: number;
+}
+
+export class KeyPool {
+  private cursor = 0;
+
+  constructor(
+    readonly provider: string,
+    private readonly keys: readonly string[],
+    private readonly registry: KeyHealthRegistry,
+    private readonly logger: Logger,
+    private readonly strategy: KeyStrategy = 'round_robin',
+  ) {
+    registry.retain(provider, keys);
+  }
+
+  get size(): number {
+    return this.keys.length;
+  }
+
+  /** The key for the next attempt; undefined for a provider without keys (local Ollama). */
+  pick(): string | undefined {
+    if (this.keys.length === 0) return undefined;
+    const now = this.registry.clock();
+    const candidates = this.keys.filter((k) => !this.registry.stateOf(this.provider, k).revoked);
+    if (candidates.length === 0) {
+      throw new GatewayError(
+        'authentication',
+        `Every API key of ${this.provider} was refused by the provider (401); rotate them in the config.`,
+        { provider: this.provider },
+      );
+    }
+    const ready = candidates.filter((k) => this.registry.stateOf(this.provider, k).restUntil <= now);
+    if (ready.length === 0) {
+      // All resting: the one whose rest ends first is the best bet.
+      return candidates.reduce((a, b) =>
+        this.registry.stateOf(this.provider, a).restUntil <= this.registry.stateOf(this.provider, b).restUntil ? a : b,
+      );
+    }
+    if (this.strategy === 'least_recently_rate_limited') {
+      return ready.reduce((a, b) =>
+        this.registry.stateOf(this.provider, a).lastRateLimitedAt <=
+        this.registry.stateOf(this.provider, b).lastRateLimitedAt
+          ? a
+          : b,
+      );
+    }
+    const key = ready[this.cursor % ready.length]!;
+    this.cursor = (this.cursor + 1) % Math.max(1, ready.length);
+    return key;
+  }
+
+  /** Feeds back how an attempt with `key` went. */
+  report(key: string | undefined, outcome: { kind?: string; upstreamStatus?: number; retryAfterMs?: number }): void {
+    if (!key) return;
+    const state = this.registry.stateOf(this.provider, key);
+    if (outcome.upstreamStatus === 401) {
+      if (!state.revoked) {
+        state.revoked = true;
+        this.logger.warn(
+          { provider: this.provider, key: fingerprint(key) },
+          `A ${this.provider} API key was refused (401) and is taken out of rotation.`,
+        );
+      }
+    } else if (outcome.kind === 'rate_limit') {
+      const now = this.registry.clock();
+      state.lastRateLimitedAt = now;
+      state.restUntil = now + (outcome.retryAfterMs ?? 1000);
+    }
+  }
+
+  health(): KeyReport[] {
+    const now = this.registry.clock();
+    return this.keys.map((k) => {
+      const s = this.registry.stateOf(this.provider, k);
+      if (s.revoked) return { fingerprint: fingerprint(k), state: 'revoked' as const };
+      if (s.restUntil > now) return { fingerprint: fingerprint(k), state: 'resting' as const, rest_ms: s.restUntil - now };
+      return { fingerprint: fingerprint(k), state: 'active' as const };
+    });
+  }
+}

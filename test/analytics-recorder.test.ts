@@ -1,0 +1,177 @@
+/**
+ * The analytics write path without a database: the bounded buffer (drops are counted and logged), the
+ * backoff after a failed write (on a controllable clock), and a gateway whose analytics are disabled.
+ */
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import request from 'supertest';
+import { AnalyticsRecorder } from '../lib/analytics/recorder.js';
+import type { AnalyticsRow } from '../lib/analytics/rows.js';
+import { Gateway } from '../lib/gateway.js';
+import { silentLogger } from '../lib/logger.js';
+import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
+import type { FakeProvider } from '../lib/testing/fake-server.js';
+import { craft } from './helpers/analytics.js';
+import { hostApp, recordingLogger } from './helpers/setup.js';
+
+const row = (i: number): AnalyticsRow => ({
+  ts: i,
+  kind: 'request',
+  event_id: `e${i}`,
+  attempt: 0,
+  request_id: `r${i}`,
+  user_id: null,
+  provider: null,
+  model: null,
+  status: 200,
+  error_kind: null,
+  prompt_tokens: 0,
+  completion_tokens: 0,
+  total_tokens: 0,
+  cost: 0,
+  cost_saved: 0,
+  latency_ms: 1,
+  ttft_ms: null,
+  cached: false,
+  rate_limited: false,
+  stream: false,
+  attempts: 0,
+});
+
+/** Resolves after pending setImmediate callbacks (the recorder's "batch full" flush) have run. */
+const tick = () => new Promise<void>((r) => setImmediate(r));
+
+function recorder(options: { maxBufferedRows?: number; batchSize?: number; now?: () => number } = {}) {
+  const written: AnalyticsRow[] = [];
+  const state = { down: true, calls: 0 };
+  const logger = recordingLogger();
+  const rec = new AnalyticsRecorder({
+    write: async (rows) => {
+      state.calls += 1;
+      if (state.down) throw new Error('connect ECONNREFUSED');
+      written.push(...rows);
+    },
+    logger,
+    batchSize: () => options.batchSize ?? 100,
+    flushIntervalMs: () => 600_000,
+    maxBufferedRows: options.maxBufferedRows,
+    backoffMs: 500,
+    now: options.now,
+  });
+  return { rec, written, state, logger };
+}
+
+describe('analytics recorder', () => {
+  it('bounds the buffer while the database is down, counting and logging every dropped row', async () => {
+    const { rec, written, state, logger } = recorder({ maxBufferedRows: 5 });
+    for (let i = 0; i < 8; i++) rec.push(row(i));
+    assert.deepEqual(rec.stats(), { buffered: 5, written: 0, dropped: 3, failedWrites: 0 });
+    assert.match(logger.text(), /Analytics rows dropped/);
+    assert.equal(await rec.flush(), false);
+    state.down = false;
+    assert.equal(await rec.flush(), true);
+    assert.deepEqual(
+      written.map((r) => r.request_id),
+      ['r0', 'r1', 'r2', 'r3', 'r4'],
+    );
+    await rec.close();
+    rec.push(row(99));
+    assert.equal(rec.stats().dropped, 4, 'a row pushed after close is counted, not lost silently');
+  });
+
+  it('backs off after a failed write and writes every row once the database answers', async () => {
+    let clock = 1_000;
+    const { rec, written, state, logger } = recorder({ batchSize: 2, now: () => clock });
+    rec.push(row(1));
+    rec.push(row(2)); // a full batch: written at once, and it fails
+    await tick();
+    await tick();
+    assert.equal(state.calls, 1);
+    assert.match(logger.text(), /"retry_in_ms":500/);
+    rec.push(row(3));
+    rec.push(row(4));
+    await tick();
+    assert.equal(state.calls, 1, 'no write before the backoff has passed');
+    clock += 500;
+    state.down = false;
+    rec.push(row(5));
+    rec.push(row(6));
+    await tick();
+    await tick();
+    assert.equal(state.calls, 5);
+    assert.deepEqual(
+      written.map((r) => r.ts),
+      [1, 2, 3, 4, 5, 6],
+    );
+    assert.match(logger.text(), /writable again/);
+    await rec.close();
+  });
+
+  it('rejects a buffer bound that cannot work, saying what to use', () => {
+    assert.throws(() => recorder({ maxBufferedRows: 0 }), /maxBufferedRows must be a positive integer.*100000/);
+  });
+});
+
+describe('analytics disabled, and per-gateway metrics', () => {
+  let fake: FakeProvider;
+  let dir: string;
+  before(async () => {
+    fake = await startFakeOpenAI();
+    dir = mkdtempSync(join(tmpdir(), 'gw-analytics-off-'));
+  });
+  after(async () => {
+    await fake.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  const providers = () => ({ openai: { api_key: 'test-key', base_url: fake.baseUrl, models: ['gpt-4o-mini'] } });
+
+  it('says so from summary() and GET /stats, stores nothing, and still serves /metrics', async () => {
+    const path = join(dir, 'never.db');
+    const { app, gateway } = hostApp({
+      providers: providers(),
+      analytics: { enabled: false, sqlite_path: path },
+      logger: silentLogger,
+    });
+    await request(app)
+      .post('/ai/chat')
+      .send({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
+      .expect(200);
+    const s = await gateway.analytics.summary({ period: '1h' });
+    assert.equal(s.enabled, false);
+    assert.match(s.enabled ? '' : s.message, /analytics\.enabled: true/);
+    const r = await request(app).get('/ai/stats').expect(404);
+    assert.equal(r.body.error.type, 'not_found');
+    // Query validation still applies.
+    await request(app).get('/ai/stats?period=2y').expect(400);
+    const m = await request(app).get('/ai/metrics').expect(200);
+    assert.match(m.text, /gateway_requests_total\{provider="openai",model="gpt-4o-mini",status="200"\} 1\n/);
+    await gateway.close();
+    assert.equal(existsSync(path), false);
+  });
+
+  it('keeps each gateway on its own registry, and stops storing when a reload disables analytics', async () => {
+    const config = (enabled: boolean) => ({
+      providers: providers(),
+      analytics: { enabled, sqlite_path: join(dir, 'reload.db'), flush_interval_ms: 600_000 },
+      logger: silentLogger,
+    });
+    const a = new Gateway(config(true));
+    const b = new Gateway(config(true));
+    try {
+      await a.chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'one' }] });
+      assert.equal(a.analytics.stats().buffered, 2);
+      assert.match((await a.analytics.metrics.text()).body, /gateway_requests_total\{[^}]*status="200"\} 1\n/);
+      assert.doesNotMatch((await b.analytics.metrics.text()).body, /gateway_requests_total\{/);
+      a.reload(config(false));
+      const { ctx, outcome } = craft(a, { user: 'after-reload' });
+      a.analytics.recordOutcome(outcome, ctx);
+      assert.equal(a.analytics.stats().buffered, 2, 'no row once the running config disables analytics');
+      assert.match((await a.analytics.metrics.text()).body, /gateway_requests_total\{[^}]*status="200"\} 2\n/);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});

@@ -1,0 +1,416 @@
+/**
+ * Usage analytics on both storages (a temporary SQLite file, and a throwaway schema in the real
+ * PostgreSQL): figures from a known workload through the router, periods and filters, percentiles,
+ * retention, a database outage that loses nothing, and the flush on close.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+import request from 'supertest';
+import type { AnalyticsSummary } from '../lib/analytics/index.js';
+import { REQUESTS_TABLE } from '../lib/analytics/schema.js';
+import { GatewayError } from '../lib/errors.js';
+import type { Gateway } from '../lib/gateway.js';
+import { loadPricingFile } from '../lib/pricing.js';
+import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
+import type { FakeProvider } from '../lib/testing/fake-server.js';
+import type { AnalyticsFileConfig } from '../types/index.js';
+import { POSTGRES_URL, probePostgres, requireService } from './helpers/services.js';
+import { hostApp, recordingLogger } from './helpers/setup.js';
+import { closeEnough, craft, expectedOf, pgProxy, type Known } from './helpers/analytics.js';
+
+const KEY = 'sk-analytics-secret-key-0123456789';
+const MARKER = 'zebraquokka';
+const MODEL = 'gpt-4o-mini';
+const PRICE = loadPricingFile()[`openai/${MODEL}`]!;
+const words = (t: string) => t.trim().split(/\s+/).length;
+const costOf = (p: number, c: number) => (p * PRICE.input_per_mtok + c * PRICE.output_per_mtok) / 1e6;
+
+interface Storage {
+  config: AnalyticsFileConfig;
+  db: Knex;
+  cleanup(): Promise<void>;
+}
+
+interface Backend {
+  name: 'sqlite' | 'postgres';
+  check(mocha: Mocha.Context): Promise<void>;
+  fresh(): Promise<Storage>;
+  /** A way to take the database down (writes fail) and bring it back; `config` is what the gateway uses. */
+  outage(storage: Storage): Promise<Outage>;
+}
+
+interface Outage {
+  config: AnalyticsFileConfig;
+  down(): Promise<void>;
+  restore(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const sqlite: Backend = {
+  name: 'sqlite',
+  check: async () => {},
+  async fresh() {
+    const dir = mkdtempSync(join(tmpdir(), 'gw-analytics-'));
+    const path = join(dir, 'analytics.db');
+    const db = knexFactory({ client: 'sqlite3', connection: { filename: path }, useNullAsDefault: true });
+    return {
+      config: { storage: 'sqlite', sqlite_path: path },
+      db,
+      async cleanup() {
+        await db.destroy();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  },
+  async outage(storage) {
+    // The table must exist for the trigger; a first flush creates it.
+    const trigger = `CREATE TRIGGER fail_inserts BEFORE INSERT ON ${REQUESTS_TABLE} BEGIN SELECT RAISE(FAIL, 'disk is down'); END`;
+    return {
+      config: storage.config,
+      down: async () => void (await storage.db.raw(trigger)),
+      restore: async () => void (await storage.db.raw('DROP TRIGGER fail_inserts')),
+      close: async () => {},
+    };
+  },
+};
+
+let schemaSeq = 0;
+const postgres: Backend = {
+  name: 'postgres',
+  check: (mocha) => requireService(mocha, 'PostgreSQL', () => probePostgres()),
+  async fresh() {
+    const schema = `analytics_test_${process.pid}_${Date.now()}_${schemaSeq++}`;
+    const admin = knexFactory({ client: 'pg', connection: POSTGRES_URL, pool: { min: 0, max: 1 } });
+    await admin.raw(`CREATE SCHEMA ${schema}`);
+    await admin.destroy();
+    const url = `${POSTGRES_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+    const db = knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: 2 } });
+    return {
+      config: { storage: 'postgres', postgres_url: url },
+      db,
+      async cleanup() {
+        await db.raw(`DROP SCHEMA ${schema} CASCADE`);
+        await db.destroy();
+      },
+    };
+  },
+  async outage(storage) {
+    const proxy = await pgProxy(new URL(POSTGRES_URL));
+    const url = new URL(String(storage.config.postgres_url));
+    url.port = String(proxy.port);
+    return {
+      config: { storage: 'postgres', postgres_url: url.toString() },
+      down: () => proxy.down(),
+      restore: () => proxy.up(),
+      close: () => proxy.close(),
+    };
+  },
+};
+
+async function rowsIn(db: Knex): Promise<any[]> {
+  if (!(await db.schema.hasTable(REQUESTS_TABLE))) return [];
+  return db(REQUESTS_TABLE).select('*').orderBy('id');
+}
+
+function summaryOf(s: AnalyticsSummary | { enabled: false }): AnalyticsSummary {
+  assert.equal(s.enabled, true);
+  return s as AnalyticsSummary;
+}
+
+for (const backend of [sqlite, postgres]) {
+  describe(`analytics on ${backend.name}`, function () {
+    let primary: FakeProvider;
+    let backup: FakeProvider;
+    let storage: Storage;
+    let gateway: Gateway | undefined;
+
+    before(async function () {
+      await backend.check(this);
+      primary = await startFakeOpenAI({ apiKeys: [KEY] });
+      backup = await startFakeOpenAI({ apiKeys: [KEY] });
+    });
+    after(async () => {
+      await primary?.close();
+      await backup?.close();
+    });
+    beforeEach(async () => {
+      storage = await backend.fresh();
+    });
+    afterEach(async () => {
+      primary.clearFaults();
+      backup.clearFaults();
+      await gateway?.close();
+      gateway = undefined;
+      await storage.cleanup();
+    });
+
+    function host(analytics: AnalyticsFileConfig = {}, rateLimiting?: { per_user_rpm: number }) {
+      const logger = recordingLogger();
+      const h = hostApp({
+        providers: {
+          openai: { api_key: KEY, base_url: primary.baseUrl, models: [MODEL], max_retries: 0 },
+          backup: { type: 'openai', api_key: KEY, base_url: backup.baseUrl, models: [MODEL], max_retries: 0 },
+        },
+        analytics: { flush_interval_ms: 600_000, ...storage.config, ...analytics },
+        ...(rateLimiting ? { rate_limiting: rateLimiting } : {}),
+        logger,
+      });
+      gateway = h.gateway;
+      return { ...h, logger };
+    }
+
+    const body = (text: string) => ({ model: MODEL, messages: [{ role: 'user', content: `${text} ${MARKER}` }] });
+
+    it('summarises a mixed workload exactly as the test computes it, without content or secrets', async () => {
+      const { app, logger } = host({}, { per_user_rpm: 3 });
+      const known: Known[] = [];
+      const ok = (user: string, text: string, extra: Partial<Known> = {}): Known => {
+        const p = words(text) + 1;
+        const c = p + 1; // "echo: " + the prompt's words
+        return { user, provider: 'openai', error: false, tokens: p + c, prompt: p, completion: c, cost: costOf(p, c), ...extra };
+      };
+      const chat = (user: string, text: string) => request(app).post('/ai/chat').set('X-User-Id', user).send(body(text));
+
+      for (const [user, text] of [['alice', 'hello there'], ['alice', 'one two three four'], ['bob', 'the quick brown fox']]) {
+        assert.equal((await chat(user!, text!)).status, 200);
+        known.push(ok(user!, text!, { attempts: [['openai', false]] }));
+      }
+      primary.fault({ status: 500, times: 1 });
+      const fell = await chat('bob', 'fall back please');
+      assert.equal(fell.status, 200);
+      assert.equal(fell.body.provider, 'backup');
+      known.push(ok('bob', 'fall back please', { provider: 'backup', attempts: [['openai', true], ['backup', false]] }));
+
+      primary.fault({ status: 400, times: 1 });
+      const bad = await chat('carol', 'rejected upstream');
+      assert.equal(bad.status, 400);
+      known.push({ user: 'carol', provider: 'openai', error: true, attempts: [['openai', true]] });
+
+      primary.fault({ status: 500, times: 1 });
+      backup.fault({ status: 500, times: 1 });
+      const failed = await chat('carol', 'everything fails');
+      assert.equal(failed.status, 502);
+      known.push({ user: 'carol', provider: 'backup', error: true, attempts: [['openai', true], ['backup', true]] });
+
+      for (const [user, text] of [['alice', 'stream me now'], ['bob', 'another stream']]) {
+        const r = await request(app).post('/ai/chat/stream').set('X-User-Id', user!).send(body(text!));
+        assert.match(r.text, /event: done/);
+        known.push(ok(user!, text!, { stream: true, attempts: [['openai', false]] }));
+      }
+
+      // Answered from the cache (same content and model as alice's first), then refused by the limiter.
+      const hit = await chat('dave', 'hello there');
+      assert.equal(hit.headers['x-gateway-cache'], 'HIT');
+      const first = ok('dave', 'hello there');
+      known.push({ ...first, cost: 0, cached: true, saved: first.cost });
+      assert.equal((await chat('alice', 'one request too many')).status, 429);
+      known.push({ user: 'alice', provider: null, error: true, rateLimited: true });
+
+      const s = summaryOf(await gateway!.analytics.summary({ period: '24h' }));
+      const e = expectedOf(known);
+      assert.equal(s.total_requests, 10);
+      for (const k of ['total_requests', 'total_errors', 'total_tokens', 'prompt_tokens', 'completion_tokens', 'cache_hits', 'rate_limited', 'streams', 'fallbacks'] as const) {
+        assert.equal(s[k], e[k], k);
+      }
+      closeEnough(s.total_cost, e.total_cost, 'total_cost');
+      closeEnough(s.total_cost_saved, first.cost, 'total_cost_saved');
+      closeEnough(s.error_rate, 3 / 10, 'error_rate');
+      closeEnough(s.cache_hit_rate, 1 / 10, 'cache_hit_rate');
+      for (const dim of ['by_provider', 'by_user'] as const) {
+        const got = s[dim].map(({ avg_latency_ms: _l, ...rest }) => rest).sort((a, b) => String(a.name).localeCompare(String(b.name)));
+        assert.equal(got.length, e[dim].length, dim);
+        got.forEach((g, i) => {
+          const want = e[dim][i]!;
+          assert.deepEqual({ ...g, cost: 0, error_rate: 0 }, { ...want, cost: 0, error_rate: 0 }, `${dim} ${String(g.name)}`);
+          closeEnough(g.cost, want.cost, `${dim} ${String(g.name)} cost`);
+          closeEnough(g.error_rate, want.error_rate, `${dim} ${String(g.name)} error_rate`);
+        });
+      }
+      assert.deepEqual(
+        s.by_model.map((b) => [b.name, b.requests]),
+        [[MODEL, 10]],
+      );
+      assert.deepEqual(
+        s.upstream_by_provider.map((u) => [u.name, u.attempts, u.errors]),
+        [['openai', 8, 3], ['backup', 2, 1]],
+      );
+      assert.ok(s.avg_ttft_ms !== null && s.avg_ttft_ms > 0, 'streams report a time to first token');
+      assert.ok(s.p50_latency_ms <= s.p95_latency_ms && s.p95_latency_ms <= s.p99_latency_ms);
+
+      // Nothing stored, logged or answered holds the key or the messages.
+      const rows = await rowsIn(storage.db);
+      assert.equal(rows.filter((r) => r.kind === 'request').length, 10);
+      assert.equal(rows.filter((r) => r.kind === 'attempt').length, 10);
+      const everything = JSON.stringify(rows) + logger.text() + JSON.stringify(s);
+      assert.ok(!everything.includes(KEY), 'no secret anywhere');
+      assert.ok(!everything.includes(MARKER), 'no message content anywhere');
+      const streamed = rows.filter((r) => r.kind === 'request' && Boolean(r.stream));
+      assert.ok(streamed.every((r) => r.ttft_ms > 0));
+
+      const http = await request(app).get('/ai/stats?period=24h&user=alice').expect(200);
+      assert.equal(http.body.total_requests, known.filter((k) => k.user === 'alice').length);
+      assert.equal(http.body.total_tokens, known.filter((k) => k.user === 'alice').reduce((n, k) => n + (k.tokens ?? 0), 0));
+
+      const metrics = await request(app).get('/ai/metrics').expect(200);
+      assert.match(metrics.headers['content-type']!, /text\/plain/);
+      assert.match(metrics.text, /gateway_requests_total\{provider="backup",model="gpt-4o-mini",status="200"\} 1\n/);
+      assert.match(metrics.text, /gateway_requests_total\{provider="none",model="none",status="429"\} 1\n/);
+      assert.match(metrics.text, /gateway_rate_limited_total 1\n/);
+      assert.match(metrics.text, /gateway_cache_hits_total 1\n/);
+      assert.match(metrics.text, /gateway_upstream_attempts_total\{provider="openai",model="gpt-4o-mini",outcome="server_error"\} 2\n/);
+      assert.match(metrics.text, /gateway_time_to_first_token_seconds_count\{provider="openai",model="gpt-4o-mini"\} 2\n/);
+    });
+
+    it('computes nearest-rank latency percentiles in the database', async () => {
+      host();
+      const record = (user: string, latency: number) => {
+        const { ctx, outcome } = craft(gateway!, { user, latency });
+        gateway!.analytics.recordOutcome(outcome, ctx);
+      };
+      const hundred = Array.from({ length: 100 }, (_, i) => i + 1).sort(() => Math.random() - 0.5);
+      for (const l of hundred) record('perc', l);
+      for (const l of [70, 10, 50, 30, 20, 60, 40]) record('seven', l);
+      const s = summaryOf(await gateway!.analytics.summary({ user: 'perc' }));
+      assert.deepEqual([s.p50_latency_ms, s.p95_latency_ms, s.p99_latency_ms, s.avg_latency_ms], [50, 95, 99, 50.5]);
+      const seven = summaryOf(await gateway!.analytics.summary({ user: 'seven' }));
+      assert.deepEqual([seven.p50_latency_ms, seven.p95_latency_ms, seven.p99_latency_ms], [40, 70, 70]);
+      const none = summaryOf(await gateway!.analytics.summary({ user: 'nobody' }));
+      assert.deepEqual([none.total_requests, none.p99_latency_ms, none.error_rate, none.avg_ttft_ms], [0, 0, 0, null]);
+    });
+
+    it('honours periods, from/to ranges and the user, provider and model filters; timeseries buckets agree', async () => {
+      host();
+      const now = Date.now();
+      const HOUR = 3_600_000;
+      const DAY = 24 * HOUR;
+      const ages = [0.5 * HOUR, 2 * HOUR, 3 * DAY, 10 * DAY, 40 * DAY];
+      for (const age of ages) {
+        const { ctx, outcome } = craft(gateway!, { user: 'timeline', at: now - age, prompt: 1, completion: 2 });
+        gateway!.analytics.recordOutcome(outcome, ctx);
+      }
+      const other = craft(gateway!, { user: 'other', provider: 'p2', model: 'm2', prompt: 5, completion: 5 });
+      gateway!.analytics.recordOutcome(other.outcome, other.ctx);
+      const count = async (q: Parameters<Gateway['analytics']['summary']>[0]) =>
+        summaryOf(await gateway!.analytics.summary(q)).total_requests;
+      assert.equal(await count({ period: '1h', user: 'timeline' }), 1);
+      assert.equal(await count({ period: '24h', user: 'timeline' }), 2);
+      assert.equal(await count({ period: '7d', user: 'timeline' }), 3);
+      assert.equal(await count({ period: '30d', user: 'timeline' }), 4);
+      assert.equal(await count({ from: new Date(now - 11 * DAY), to: new Date(now - DAY), user: 'timeline' }), 2);
+      assert.equal(await count({ from: String(now - 45 * DAY) }), 6);
+      assert.equal(await count({ period: '1h' }), 2);
+      assert.equal(await count({ period: '1h', provider: 'p2' }), 1);
+      assert.equal(await count({ period: '1h', model: 'm2' }), 1);
+      assert.equal(await count({ period: '1h', model: 'm2', user: 'timeline' }), 0);
+      const s = summaryOf(await gateway!.analytics.summary({ period: '1h', provider: 'p2' }));
+      assert.equal(s.total_tokens, 10);
+
+      const ts = await gateway!.analytics.timeseries({ period: '24h', user: 'timeline' });
+      assert.ok(ts.enabled);
+      assert.equal(ts.bucket_ms, HOUR);
+      assert.ok(ts.points.length === 24 || ts.points.length === 25, `got ${ts.points.length} points`);
+      assert.equal(ts.points.reduce((n, p) => n + p.requests, 0), 2);
+      assert.equal(ts.points.reduce((n, p) => n + p.tokens, 0), 6);
+      const bucketOf = (t: number) => new Date(t - (t % HOUR)).toISOString();
+      for (const age of ages.slice(0, 2)) {
+        assert.equal(ts.points.find((p) => p.t === bucketOf(now - age))?.requests, 1);
+      }
+      const daily = await gateway!.analytics.timeseries({ period: '30d', bucket: '1d', user: 'timeline' });
+      assert.ok(daily.enabled);
+      assert.equal(daily.points.reduce((n, p) => n + p.requests, 0), 4);
+    });
+
+    it('answers GET /stats and /stats/timeseries, and 400 with the parameter named for bad queries', async () => {
+      const { app } = host();
+      const r = await request(app).get('/ai/stats').expect(200);
+      assert.equal(r.body.period, '24h');
+      assert.equal(r.body.total_requests, 0);
+      const t = await request(app).get('/ai/stats/timeseries?period=1h&bucket=5m').expect(200);
+      assert.equal(t.body.bucket_ms, 300_000);
+      assert.ok(t.body.points.length >= 12 && t.body.points.length <= 13);
+      const bad: [string, string][] = [
+        ['/ai/stats?period=2d', 'period'],
+        ['/ai/stats?from=yesterday', 'from'],
+        ['/ai/stats?from=2025-01-02T00:00:00Z&to=2025-01-01T00:00:00Z', 'from'],
+        ['/ai/stats?period=1h&from=2025-01-01T00:00:00Z', 'period'],
+        ['/ai/stats?user=a&user=b', 'user'],
+        ['/ai/stats/timeseries?bucket=7s', 'bucket'],
+        ['/ai/stats/timeseries?period=30d&bucket=1m', 'bucket'],
+      ];
+      for (const [url, param] of bad) {
+        const res = await request(app).get(url).expect(400);
+        assert.equal(res.body.error.type, 'invalid_request', url);
+        assert.equal(res.body.error.param, param, url);
+      }
+    });
+
+    it('retention deletes exactly the rows older than the cutoff, in batches', async () => {
+      host({ retention_days: 30 });
+      const now = Date.now();
+      const DAY = 86_400_000;
+      const at = (days: number, provider?: string) => {
+        const { ctx, outcome } = craft(gateway!, { user: 'r', at: now - days * DAY, provider });
+        gateway!.analytics.recordOutcome(outcome, ctx);
+      };
+      for (const d of [100, 95, 91]) at(d); // 3 request rows + 3 attempt rows
+      at(60);
+      at(1);
+      assert.equal(await gateway!.analytics.flush(), true);
+      assert.equal((await rowsIn(storage.db)).length, 10);
+      assert.equal(await gateway!.analytics.purgeOlderThan(new Date(now - 90 * DAY), { batchSize: 4 }), 6);
+      const left = await rowsIn(storage.db);
+      assert.deepEqual(
+        [...new Set(left.map((r) => Math.round((now - Number(r.ts)) / DAY)))].sort((a, b) => a - b),
+        [1, 60],
+      );
+      // The scheduled job applies analytics.retention_days.
+      assert.equal(await gateway!.analytics.applyRetention(), 2);
+      assert.equal((await rowsIn(storage.db)).length, 2);
+    });
+
+    it('loses no row while the database is down, and never slows or fails requests meanwhile', async () => {
+      const outage = await backend.outage(storage);
+      try {
+        const { app, logger } = host({ ...outage.config, batch_size: 2 });
+        let n = 0;
+        const chat = () => request(app).post('/ai/chat').send(body(`during the outage ${n++}`));
+        assert.equal((await chat()).status, 200);
+        assert.equal(await gateway!.analytics.flush(), true);
+        await outage.down();
+        for (let i = 0; i < 5; i++) assert.equal((await chat()).status, 200);
+        assert.equal(await gateway!.analytics.flush(), false);
+        assert.equal(gateway!.analytics.stats().buffered, 10);
+        assert.ok(gateway!.analytics.stats().failedWrites >= 1);
+        assert.match(logger.text(), /Analytics write failed/);
+        await outage.restore();
+        assert.equal(await gateway!.analytics.flush(), true);
+        const rows = await rowsIn(storage.db);
+        assert.equal(rows.filter((r) => r.kind === 'request').length, 6);
+        assert.equal(rows.length, 12, 'every row once: a retried batch is not written twice');
+        assert.deepEqual(gateway!.analytics.stats(), { buffered: 0, written: 12, dropped: 0, failedWrites: gateway!.analytics.stats().failedWrites });
+        assert.ok(!logger.text().includes(KEY));
+      } finally {
+        await gateway?.close();
+        gateway = undefined;
+        await outage.close();
+      }
+    });
+
+    it('gateway.close() writes what is still buffered', async () => {
+      const { app } = host({ batch_size: 1000 });
+      for (let i = 0; i < 3; i++) {
+        await request(app).post('/ai/chat').send(body(`closing time ${i}`)).expect(200);
+      }
+      assert.equal(gateway!.analytics.stats().buffered, 6);
+      assert.equal((await rowsIn(storage.db)).length, 0);
+      await gateway!.close();
+      gateway = undefined;
+      const rows = await rowsIn(storage.db);
+      assert.equal(rows.length, 6);
+      assert.equal(rows.filter((r) => r.kind === 'request' && r.status === 200).length, 3);
+    });
+  });
+}

@@ -1,0 +1,513 @@
+/**
+ * Response caching end to end (HTTP and programmatic face) against the OpenAI fake. The same suite runs on
+ * the memory store and on a real Redis (keys under a unique prefix per run, removed afterwards); time is a
+ * manual clock for memory and a shortened Redis TTL (PEXPIRE) for Redis, so no test sleeps for a TTL.
+ */
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
+import request from 'supertest';
+import { cacheKeyOf } from '../lib/cache-key.js';
+import type { Gateway, GatewayOptions } from '../lib/gateway.js';
+import { silentLogger } from '../lib/logger.js';
+import type { Stage } from '../lib/stage.js';
+import { MemoryCacheStore } from '../lib/stores/memory-cache-store.js';
+import { RedisCacheStore } from '../lib/stores/redis-cache-store.js';
+import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
+import type { FakeProvider } from '../lib/testing/fake-server.js';
+import { validateChatRequest } from '../lib/validations.js';
+import type { CacheFileConfig, CacheStore } from '../types/index.js';
+import { REDIS_URL, probeRedis, requireService } from './helpers/services.js';
+import { hostApp, parseSse, recordingLogger } from './helpers/setup.js';
+import { startTcpProxy } from './helpers/tcp-proxy.js';
+
+const RUN_PREFIX = `aigw-test:cache:${process.pid}-${Date.now()}:`;
+const user = (content: string) => [{ role: 'user', content }];
+const MODELS = ['gpt-4o-mini', 'gpt-4o'];
+
+async function until(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+/** The store's key for a body, as the stage computes it. */
+function keyOf(body: unknown, cache: CacheFileConfig = {}, who?: string): string {
+  return cacheKeyOf(
+    validateChatRequest(body),
+    { hashStrategy: cache.hash_strategy ?? 'content+model', scope: cache.scope ?? 'global' },
+    who,
+  );
+}
+
+interface Fixture {
+  store: CacheStore;
+  /** Lets `ms` pass for the entry at `key`, as far as its expiry is concerned. */
+  elapse(ms: number, key: string): Promise<void>;
+  cleanup(): Promise<void>;
+}
+
+let redisSeq = 0;
+const BACKENDS: { name: string; redis: boolean; create(): Promise<Fixture> }[] = [
+  {
+    name: 'memory',
+    redis: false,
+    async create() {
+      let t = Date.now();
+      const store = new MemoryCacheStore({ now: () => t });
+      return {
+        store,
+        async elapse(ms) {
+          t += ms;
+        },
+        cleanup: () => store.close(),
+      };
+    },
+  },
+  {
+    name: 'redis',
+    redis: true,
+    async create() {
+      const store = new RedisCacheStore({ url: REDIS_URL, keyPrefix: `${RUN_PREFIX}${++redisSeq}:` });
+      await store.ready();
+      return {
+        store,
+        // Redis owns the clock: shortening the key's remaining TTL is the same as time passing.
+        async elapse(ms, key) {
+          const full = store.keyPrefix + key;
+          const left = await store.client.pttl(full);
+          if (left < 0) return;
+          if (left > ms) {
+            await store.client.pexpire(full, left - ms);
+            return;
+          }
+          await store.client.pexpire(full, 1);
+          await until(async () => (await store.client.exists(full)) === 0, 'the key to expire');
+        },
+        async cleanup() {
+          await store.clear();
+          await store.close();
+        },
+      };
+    },
+  },
+];
+
+describe('response cache', () => {
+  let fake: FakeProvider;
+  const gateways: Gateway[] = [];
+
+  before(async () => {
+    fake = await startFakeOpenAI({});
+  });
+  after(() => fake.close());
+  beforeEach(() => {
+    fake.requests.length = 0;
+    fake.clearFaults();
+  });
+  afterEach(async () => {
+    for (const g of gateways.splice(0)) await g.close();
+  });
+
+  function build(options: Partial<GatewayOptions> = {}) {
+    const host = hostApp({
+      providers: { openai: { api_key: 'test-key', base_url: fake.baseUrl, models: MODELS } },
+      logger: silentLogger,
+      analytics: { enabled: false },
+      ...options,
+    } as GatewayOptions);
+    gateways.push(host.gateway);
+    return host;
+  }
+
+  for (const backend of BACKENDS) {
+    describe(`on the ${backend.name} store`, () => {
+      let fx: Fixture;
+
+      before(async function () {
+        if (backend.redis) await requireService(this, 'Redis', () => probeRedis(REDIS_URL));
+      });
+      beforeEach(async () => {
+        fx = await backend.create();
+      });
+      afterEach(() => fx.cleanup());
+
+      const app = (cache: CacheFileConfig = {}, extra: Partial<GatewayOptions> = {}) =>
+        build({ cache, cacheStore: fx.store, ...extra });
+
+      it('misses, then hits with cached:true, cost 0 and X-Gateway-Cache: HIT; Gateway.chat() shares it', async () => {
+        const { app: a, gateway } = app();
+        const body = { model: 'gpt-4o-mini', messages: user('hello cache') };
+        const first = await request(a).post('/ai/chat').send(body).expect(200);
+        assert.equal(first.headers['x-gateway-cache'], 'MISS');
+        assert.equal(first.body.cached, false);
+        assert.ok(first.body.cost > 0);
+        const second = await request(a).post('/ai/chat').send(body).expect(200);
+        assert.equal(second.headers['x-gateway-cache'], 'HIT');
+        assert.equal(second.headers['x-gateway-provider'], 'openai');
+        assert.equal(second.body.cached, true);
+        assert.equal(second.body.cost, 0);
+        assert.equal(second.body.content, first.body.content);
+        assert.deepEqual(second.body.usage, first.body.usage);
+        assert.notEqual(second.body.id, first.body.id);
+        const third = await gateway.chat(body as never);
+        assert.equal(third.cached, true);
+        assert.equal(third.content, 'echo: hello cache');
+        assert.equal(fake.requests.length, 1);
+      });
+
+      it('expires entries after ttl_seconds, and a request may set its own cache.ttl', async () => {
+        const { app: a } = app({ ttl_seconds: 60 });
+        const body = { model: 'gpt-4o-mini', messages: user('ttl please') };
+        const key = keyOf(body);
+        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'MISS');
+        await fx.elapse(59_000, key);
+        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
+        await fx.elapse(2_000, key);
+        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'MISS');
+        assert.equal(fake.requests.length, 2);
+
+        const short = { model: 'gpt-4o-mini', messages: user('short ttl'), cache: { ttl: 5 } };
+        const shortKey = keyOf(short);
+        await request(a).post('/ai/chat').send(short).expect('X-Gateway-Cache', 'MISS');
+        await fx.elapse(4_000, shortKey);
+        await request(a).post('/ai/chat').send(short).expect('X-Gateway-Cache', 'HIT');
+        await fx.elapse(2_000, shortKey);
+        await request(a).post('/ai/chat').send(short).expect('X-Gateway-Cache', 'MISS');
+        assert.equal(fake.requests.length, 4);
+      });
+
+      it('content strategy: metadata, user, request id and model never change the key', async () => {
+        const { app: a } = app({ hash_strategy: 'content' });
+        await request(a)
+          .post('/ai/chat')
+          .set('X-Request-Id', 'one')
+          .send({ model: 'gpt-4o-mini', messages: user('same words'), metadata: { a: 1 }, user: 'u1' })
+          .expect('X-Gateway-Cache', 'MISS');
+        const r = await request(a)
+          .post('/ai/chat')
+          .set('X-Request-Id', 'two')
+          .send({ model: 'gpt-4o', messages: user('same words'), metadata: { b: 2 }, user: 'u2', max_tokens: 9 })
+          .expect('X-Gateway-Cache', 'HIT');
+        assert.equal(r.body.model, 'gpt-4o-mini', 'the stored answer names the model that produced it');
+        await request(a).post('/ai/chat').send({ model: 'gpt-4o', messages: user('other words') }).expect('X-Gateway-Cache', 'MISS');
+        assert.equal(fake.requests.length, 2);
+      });
+
+      it('content+model strategy: another model misses, metadata is still ignored', async () => {
+        const { app: a } = app({ hash_strategy: 'content+model' });
+        const messages = user('model matters');
+        await request(a).post('/ai/chat').send({ model: 'gpt-4o-mini', messages }).expect('X-Gateway-Cache', 'MISS');
+        await request(a).post('/ai/chat').send({ model: 'gpt-4o', messages }).expect('X-Gateway-Cache', 'MISS');
+        await request(a)
+          .post('/ai/chat')
+          .send({ model: 'gpt-4o', messages, metadata: { trace: 'x' }, max_tokens: 20 })
+          .expect('X-Gateway-Cache', 'HIT');
+        assert.deepEqual(
+          fake.requests.map((q) => q.body.model),
+          ['gpt-4o-mini', 'gpt-4o'],
+        );
+      });
+
+      it('full_request strategy: answer-changing and unknown fields count; metadata, user, key order do not', async () => {
+        const { app: a } = app({ hash_strategy: 'full_request' });
+        const base = { model: 'gpt-4o-mini', messages: user('full'), max_tokens: 30, stop: ['x'], seed: 7 };
+        await request(a).post('/ai/chat').send(base).expect('X-Gateway-Cache', 'MISS');
+        // Same fields in another order, with bookkeeping that must not matter.
+        const reordered = { seed: 7, stop: ['x'], max_tokens: 30, messages: [{ content: 'full', role: 'user' }], model: 'gpt-4o-mini' };
+        await request(a)
+          .post('/ai/chat')
+          .set('X-User-Id', 'someone')
+          .send({ ...reordered, metadata: { m: 1 }, user: 'u' })
+          .expect('X-Gateway-Cache', 'HIT');
+        for (const change of [{ max_tokens: 31 }, { stop: ['y'] }, { top_p: 0.5 }, { seed: 8 }]) {
+          await request(a)
+            .post('/ai/chat')
+            .send({ ...base, ...change })
+            .expect('X-Gateway-Cache', 'MISS', `changing ${JSON.stringify(change)} must miss`);
+        }
+        assert.equal(fake.requests.length, 5);
+      });
+
+      it('bypass: cache.bypass and Cache-Control no-store neither read nor write; no-cache refreshes', async () => {
+        const { app: a } = app();
+        const body = { model: 'gpt-4o-mini', messages: user('bypass me') };
+        await request(a).post('/ai/chat').send({ ...body, cache: { bypass: true } }).expect('X-Gateway-Cache', 'BYPASS');
+        await request(a).post('/ai/chat').set('Cache-Control', 'no-store').send(body).expect('X-Gateway-Cache', 'BYPASS');
+        assert.equal(await fx.store.get(keyOf(body)), undefined, 'nothing was stored');
+        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'MISS');
+        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
+        const fresh = await request(a).post('/ai/chat').set('Cache-Control', 'no-cache').send(body);
+        assert.equal(fresh.headers['x-gateway-cache'], 'BYPASS');
+        assert.equal(fresh.body.cached, false);
+        await request(a).post('/ai/chat').send({ ...body, cache: { bypass: true } }).expect('X-Gateway-Cache', 'BYPASS');
+        assert.equal(fake.requests.length, 5);
+        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
+        assert.equal(fake.requests.length, 5);
+      });
+
+      it('per_user scope keeps users apart (X-User-Id); global scope shares', async () => {
+        const { app: a } = app({ scope: 'per_user' });
+        const body = { model: 'gpt-4o-mini', messages: user('whose answer') };
+        await request(a).post('/ai/chat').set('X-User-Id', 'alice').send(body).expect('X-Gateway-Cache', 'MISS');
+        await request(a).post('/ai/chat').set('X-User-Id', 'alice').send(body).expect('X-Gateway-Cache', 'HIT');
+        await request(a).post('/ai/chat').set('X-User-Id', 'bob').send(body).expect('X-Gateway-Cache', 'MISS');
+        await request(a).post('/ai/chat').send({ ...body, user: 'bob' }).expect('X-Gateway-Cache', 'HIT');
+        assert.equal(fake.requests.length, 2);
+
+        const { app: g } = app({ scope: 'global' });
+        const shared = { model: 'gpt-4o-mini', messages: user('everyone') };
+        await request(g).post('/ai/chat').set('X-User-Id', 'alice').send(shared).expect('X-Gateway-Cache', 'MISS');
+        await request(g).post('/ai/chat').set('X-User-Id', 'bob').send(shared).expect('X-Gateway-Cache', 'HIT');
+      });
+
+      it('caches only deterministic requests unless cache_nondeterministic is set', async () => {
+        const { app: a } = app();
+        const hot = { model: 'gpt-4o-mini', messages: user('creative'), temperature: 0.8 };
+        await request(a).post('/ai/chat').send(hot).expect('X-Gateway-Cache', 'BYPASS');
+        await request(a).post('/ai/chat').send(hot).expect('X-Gateway-Cache', 'BYPASS');
+        const cold = { model: 'gpt-4o-mini', messages: user('exact'), temperature: 0 };
+        await request(a).post('/ai/chat').send(cold).expect('X-Gateway-Cache', 'MISS');
+        await request(a).post('/ai/chat').send(cold).expect('X-Gateway-Cache', 'HIT');
+        assert.equal(fake.requests.length, 3);
+
+        const { app: all } = app({ cache_nondeterministic: true });
+        await request(all).post('/ai/chat').send(hot).expect('X-Gateway-Cache', 'MISS');
+        await request(all).post('/ai/chat').send(hot).expect('X-Gateway-Cache', 'HIT');
+        assert.equal(fake.requests.length, 4);
+      });
+
+      it('stores a completed stream and replays it: same deltas, usage and finish, cached:true', async () => {
+        const { app: a, gateway } = app();
+        const body = { model: 'gpt-4o-mini', messages: user('stream me a few words please') };
+        const live = await request(a).post('/ai/chat/stream').send(body).expect(200);
+        assert.equal(live.headers['x-gateway-cache'], 'MISS');
+        const liveEvents = parseSse(live.text);
+        const liveDone = liveEvents.find((e) => e.event === 'done')!.data;
+        const liveText = liveEvents.filter((e) => e.event === 'message').map((e) => e.data.delta).join('');
+        assert.equal(liveText, 'echo: stream me a few words please');
+        assert.equal(liveDone.cached, false);
+
+        const replay = await request(a).post('/ai/chat/stream').send(body).expect(200);
+        assert.equal(replay.headers['x-gateway-cache'], 'HIT');
+        const events = parseSse(replay.text);
+        const chunks = events.filter((e) => e.event === 'message');
+        assert.ok(chunks.length > 1, 'replayed in several chunks');
+        assert.equal(chunks.map((e) => e.data.delta).join(''), liveText);
+        const done = events.at(-1)!;
+        assert.equal(done.event, 'done');
+        assert.equal(done.data.cached, true);
+        assert.equal(done.data.cost, 0);
+        assert.deepEqual(done.data.usage, liveDone.usage);
+        assert.equal(done.data.finish_reason, liveDone.finish_reason);
+        assert.equal(done.data.provider, 'openai');
+
+        // The same entry serves the JSON face, and a JSON answer serves a stream.
+        const json = await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
+        assert.equal(json.body.content, liveText);
+        await request(a).post('/ai/chat').send({ model: 'gpt-4o-mini', messages: user('json first') });
+        const chunksOut: string[] = [];
+        const stream = gateway.chatStream({ model: 'gpt-4o-mini', messages: user('json first') } as never);
+        for await (const c of stream) chunksOut.push(c.delta);
+        assert.equal(chunksOut.join(''), 'echo: json first');
+        assert.equal((await stream.done).cached, true);
+        assert.equal(fake.requests.length, 2);
+      });
+
+      it('never stores errors or truncated streams', async () => {
+        const { app: a } = app();
+        const body = { model: 'gpt-4o-mini', messages: user('fragile') };
+        fake.fault({ status: 400, times: 1 });
+        await request(a).post('/ai/chat').send(body).expect(400);
+        fake.fault({ cutStreamAfter: 1, times: 1 });
+        const cut = await request(a).post('/ai/chat/stream').send(body).expect(200);
+        assert.ok(parseSse(cut.text).some((e) => e.event === 'error'), 'the cut stream ended with an error');
+        assert.equal(await fx.store.get(keyOf(body)), undefined);
+        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'MISS');
+        assert.equal(fake.requests.length, 3);
+      });
+
+      it('20 concurrent identical requests make exactly one upstream call', async () => {
+        const { app: a } = app();
+        const server = http.createServer(a).listen(0, '127.0.0.1');
+        await new Promise((r) => server.once('listening', r));
+        const { port } = server.address() as AddressInfo;
+        // The first upstream answer is slow, so every other request arrives while it is in flight.
+        fake.fault({ delayMs: 150, times: 1 });
+        try {
+          const answers = await Promise.all(
+            Array.from({ length: 20 }, () =>
+              fetch(`http://127.0.0.1:${port}/ai/chat`, {
+                method: 'POST',
+                headers: { 'content-type': 'application/json' },
+                body: JSON.stringify({ model: 'gpt-4o-mini', messages: user('burst') }),
+              }).then(async (r) => ({ status: r.status, cache: r.headers.get('x-gateway-cache'), body: await r.json() })),
+            ),
+          );
+          assert.equal(fake.requests.length, 1);
+          assert.ok(answers.every((r) => r.status === 200 && r.body.content === 'echo: burst'));
+          assert.equal(answers.filter((r) => r.cache === 'MISS').length, 1);
+          assert.equal(answers.filter((r) => r.cache === 'HIT').length, 19);
+        } finally {
+          await new Promise((r) => server.close(r));
+        }
+      });
+
+      it('stores the provider answer before response hooks, and runs them again on a hit', async () => {
+        // A response hook that personalises the answer (as PII restore does) must not leak into the cache.
+        const personalise: Stage = {
+          name: 'personalise',
+          run(ctx) {
+            ctx.responseHooks.push((c) => {
+              if (c.response) c.response = { ...c.response, content: `${c.response.content} for ${c.user}` };
+            });
+          },
+        };
+        const { app: a } = app({}, { pipeline: [personalise, 'cache', 'route'] });
+        const body = { model: 'gpt-4o-mini', messages: user('private') };
+        const first = await request(a).post('/ai/chat').set('X-User-Id', 'ann').send(body).expect(200);
+        assert.equal(first.body.content, 'echo: private for ann');
+        const second = await request(a).post('/ai/chat').set('X-User-Id', 'ben').send(body).expect('X-Gateway-Cache', 'HIT');
+        assert.equal(second.body.content, 'echo: private for ben');
+        assert.equal(JSON.parse((await fx.store.get(keyOf(body)))!).content, 'echo: private');
+      });
+    });
+  }
+
+  describe('memory backend from config', () => {
+    it('enforces max_cache_size_mb by evicting the oldest entries', async () => {
+      // About 1 KB: room for a few answers of ~300 bytes each.
+      const { app: a } = build({ cache: { backend: 'memory', max_cache_size_mb: 0.001 } });
+      const ask = (i: number) => ({ model: 'gpt-4o-mini', messages: user(`prompt number ${i}`) });
+      for (let i = 0; i < 6; i++) await request(a).post('/ai/chat').send(ask(i)).expect('X-Gateway-Cache', 'MISS');
+      await request(a).post('/ai/chat').send(ask(5)).expect('X-Gateway-Cache', 'HIT');
+      await request(a).post('/ai/chat').send(ask(0)).expect('X-Gateway-Cache', 'MISS');
+      assert.equal(fake.requests.length, 7);
+    });
+
+    it('backend disabled: no cache header, every request goes upstream', async () => {
+      const { app: a } = build({ cacheBackend: 'disabled' });
+      const body = { model: 'gpt-4o-mini', messages: user('no cache') };
+      const r1 = await request(a).post('/ai/chat').send(body).expect(200);
+      const r2 = await request(a).post('/ai/chat').send(body).expect(200);
+      assert.equal(r1.headers['x-gateway-cache'], undefined);
+      assert.equal(r2.body.cached, false);
+      assert.equal(fake.requests.length, 2);
+    });
+
+    it('rejects a bad cache.ttl naming the field', async () => {
+      const { app: a } = build();
+      for (const ttl of [0, -1, 'soon']) {
+        const r = await request(a)
+          .post('/ai/chat')
+          .send({ model: 'gpt-4o-mini', messages: user('x'), cache: { ttl } })
+          .expect(400);
+        assert.equal(r.body.error.param, 'cache.ttl');
+      }
+      assert.equal(fake.requests.length, 0);
+    });
+  });
+
+  describe('Redis away or slow', () => {
+    let admin: Redis;
+    const prefix = `${RUN_PREFIX}outage:`;
+
+    before(async function () {
+      await requireService(this, 'Redis', () => probeRedis(REDIS_URL));
+      admin = new Redis(REDIS_URL);
+    });
+    after(async () => {
+      if (!admin) return;
+      const keys = await admin.keys(`${prefix}*`);
+      if (keys.length) await admin.del(...keys);
+      await admin.quit();
+    });
+
+    it('serves uncached while Redis is down, logs once, and hits again when it is back', async function () {
+      const target = new URL(REDIS_URL);
+      const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 6379) });
+      const logger = recordingLogger();
+      const store = new RedisCacheStore({ url: proxy.url, keyPrefix: prefix, maxReconnectDelayMs: 50 });
+      try {
+        await store.ready();
+        const { app: a } = build({ cacheStore: store, logger });
+        const body = { model: 'gpt-4o-mini', messages: user('through an outage') };
+        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'MISS');
+        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
+
+        await proxy.down();
+        for (let i = 0; i < 5; i++) {
+          const r = await request(a).post('/ai/chat').send(body).expect(200);
+          assert.equal(r.body.cached, false);
+          assert.equal(r.body.content, 'echo: through an outage');
+        }
+        assert.equal(fake.requests.length, 6);
+        const errors = logger.lines.filter((l) => l.level === 'error');
+        assert.equal(errors.length, 1, `one error line per interval, got:\n${logger.text()}`);
+
+        await proxy.up();
+        await store.ready();
+        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
+        assert.equal(fake.requests.length, 6);
+      } finally {
+        await store.close();
+        await proxy.close();
+      }
+    });
+
+    it('a Redis that accepts but never answers costs a short timeout, not the request', async () => {
+      const target = new URL(REDIS_URL);
+      const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 6379) });
+      const store = new RedisCacheStore({ url: proxy.url, keyPrefix: prefix });
+      try {
+        await store.ready();
+        const { app: a } = build({ cacheStore: store, logger: recordingLogger() });
+        proxy.stall(true);
+        const body = { model: 'gpt-4o-mini', messages: user('stalled redis') };
+        const r = await request(a).post('/ai/chat').send(body).expect(200);
+        assert.equal(r.body.cached, false);
+        const s = await request(a).post('/ai/chat/stream').send(body).expect(200);
+        assert.equal(parseSse(s.text).at(-1)!.event, 'done');
+        assert.equal(fake.requests.length, 2);
+      } finally {
+        await store.close();
+        await proxy.close();
+      }
+    });
+
+    it('backend redis from config: a closed port serves uncached; redis_url is required', async () => {
+      const closed = await startTcpProxy({ host: '127.0.0.1', port: 1 });
+      const url = closed.url;
+      await closed.close();
+      const { app: a } = build({ cache: { backend: 'redis', redis_url: url }, logger: recordingLogger() });
+      const body = { model: 'gpt-4o-mini', messages: user('nowhere') };
+      for (let i = 0; i < 3; i++) {
+        const r = await request(a).post('/ai/chat').send(body).expect(200);
+        assert.equal(r.body.cached, false);
+      }
+      assert.equal(fake.requests.length, 3);
+      assert.throws(() => build({ cache: { backend: 'redis' } }), /cache\.redis_url: required/);
+    });
+
+    it('backend redis from config caches across two gateways, with the TTL held by Redis', async () => {
+      const cache: CacheFileConfig = { backend: 'redis', redis_url: REDIS_URL, ttl_seconds: 120 };
+      // A unique question so that the default key namespace cannot collide with another run.
+      const body = { model: 'gpt-4o-mini', messages: user(`shared ${RUN_PREFIX}`) };
+      const fullKey = `aigw:cache:${keyOf(body, cache)}`;
+      try {
+        const { app: a } = build({ cache });
+        const { app: b } = build({ cache });
+        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'MISS');
+        await until(async () => (await admin.exists(fullKey)) === 1, 'the entry to be written');
+        await request(b).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
+        const ttl = await admin.pttl(fullKey);
+        assert.ok(ttl > 100_000 && ttl <= 120_000, `PTTL ${ttl}`);
+      } finally {
+        await admin.del(fullKey);
+      }
+    });
+  });
+});

@@ -1,0 +1,11 @@
+/** `npm run measure:injection`: precision and recall of the injection scorer, with every false positive. */
+import { measureInjection } from './evaluate.js';
+
+const threshold = Number(process.argv[2] ?? 0.5);
+const r = measureInjection(threshold);
+console.log(`Injection corpus: ${r.attacks} attacks, ${r.benign} benign; threshold ${r.threshold}`);
+console.log(`tp ${r.tp}  fp ${r.fp}  fn ${r.fn}  precision ${r.precision.toFixed(3)}  recall ${r.recall.toFixed(3)}`);
+console.log(`\nFalse positives (${r.falsePositives.length}):`);
+for (const f of r.falsePositives) console.log(`  ${f.score} [${f.signals.join(', ')}] ${JSON.stringify(f.text)}`);
+console.log(`\nMisses (${r.misses.length}):`);
+for (const m of r.misses) console.log(`  ${m.score} ${JSON.stringify(m.text)}`);

@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import request from 'supertest';
+import { silentLogger } from '../lib/index.js';
 import type { FakeProvider } from '../lib/testing/index.js';
 import { startFakeAnthropic, startFakeOpenAI } from '../lib/testing/index.js';
 import { createApp } from './host-app.js';
@@ -26,6 +27,7 @@ describe('host app: /ai routes against fake providers', () => {
       },
       routing: { aliases: { chat: { primary: 'openai/gpt-4o-mini', fallbacks: ['anthropic/claude-3-5-haiku-20241022'] } } },
       analytics: { enabled: false },
+      logger: silentLogger, // the fallback test would log its failed attempt
     });
   });
   after(async () => {

@@ -6,10 +6,10 @@
  * from 'express-ai-gateway' and drop the `baseUrl`s.
  */
 import { pathToFileURL } from 'node:url';
-import { Gateway, Provider } from '../lib/index.js';
+import { Gateway, Provider, type Logger } from '../lib/index.js';
 import { startFakeAnthropic, startFakeOpenAI } from '../lib/testing/index.js';
 
-export async function main(log: (line: string) => void = console.log) {
+export async function main(log: (line: string) => void = console.log, logger?: Logger) {
   const openai = await startFakeOpenAI();
   const anthropic = await startFakeAnthropic();
   const gateway = new Gateway({
@@ -29,6 +29,7 @@ export async function main(log: (line: string) => void = console.log) {
     cacheBackend: 'memory',
     cacheTtl: 3600,
     analytics: { enabled: false },
+    ...(logger ? { logger } : {}),
   });
   try {
     const r = await gateway.chat({ model: 'smart', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 200 });

@@ -5,6 +5,7 @@
  */
 import type { ChatMessage, ChatRequest, Role } from '../types/index.js';
 import { InvalidRequestError } from './errors.js';
+import { jsonProblem } from './json-guard.js';
 
 const ROLES = new Set<Role>(['system', 'user', 'assistant', 'tool']);
 const KNOWN_FIELDS = new Set([
@@ -132,6 +133,9 @@ export function validateChatRequest(
   if (!isPlainObject(body)) {
     fail('Request body must be a JSON object; send it with Content-Type: application/json.', 'body');
   }
+  // Depth and prototype keys anywhere in the body, before any code below walks or copies it.
+  const problem = jsonProblem(body);
+  if (problem) fail(problem.message, problem.param);
   if (typeof body.model !== 'string' || body.model.trim() === '') {
     fail('model is required: a model name such as "gpt-4o-mini" or "openai/gpt-4o-mini".', 'model');
   }

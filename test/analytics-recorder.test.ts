@@ -13,7 +13,6 @@ import { Gateway } from '../lib/gateway.js';
 import { silentLogger } from '../lib/logger.js';
 import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
 import type { FakeProvider } from '../lib/testing/fake-server.js';
-import { craft } from './helpers/analytics.js';
 import { hostApp, recordingLogger } from './helpers/setup.js';
 
 const row = (i: number): AnalyticsRow => ({
@@ -100,7 +99,7 @@ describe('analytics recorder', () => {
     rec.push(row(6));
     await tick();
     await tick();
-    assert.equal(state.calls, 5);
+    assert.equal(state.calls, 4, 'the failed batch and the two new ones, in batches of 2');
     assert.deepEqual(
       written.map((r) => r.ts),
       [1, 2, 3, 4, 5, 6],
@@ -151,12 +150,31 @@ describe('analytics disabled, and per-gateway metrics', () => {
     assert.equal(existsSync(path), false);
   });
 
-  it('keeps each gateway on its own registry, and stops storing when a reload disables analytics', async () => {
-    const config = (enabled: boolean) => ({
+  it('keeps each gateway on its own registry, and applies a reloaded batch size', async () => {
+    const config = (batchSize: number) => ({
       providers: providers(),
-      analytics: { enabled, sqlite_path: join(dir, 'reload.db'), flush_interval_ms: 600_000 },
+      analytics: { sqlite_path: join(dir, 'reload.db'), flush_interval_ms: 600_000, batch_size: batchSize },
       logger: silentLogger,
     });
+    const a = new Gateway(config(100));
+    const b = new Gateway(config(100));
+    const ask = (content: string) => a.chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] });
+    try {
+      await ask('one');
+      assert.deepEqual(a.analytics.stats(), { buffered: 2, written: 0, dropped: 0, failedWrites: 0 });
+      assert.match((await a.analytics.metrics.text()).body, /gateway_requests_total\{[^}]*status="200"\} 1\n/);
+      assert.doesNotMatch((await b.analytics.metrics.text()).body, /gateway_requests_total\{/);
+      a.reload(config(1));
+      await ask('two');
+      // A full batch is written without waiting for the (10 minute) timer.
+      for (let i = 0; i < 50 && a.analytics.stats().written < 4; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(a.analytics.stats(), { buffered: 0, written: 4, dropped: 0, failedWrites: 0 });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});
     const a = new Gateway(config(true));
     const b = new Gateway(config(true));
     try {

@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import request from 'supertest';
@@ -78,6 +79,8 @@ const BACKENDS: { name: string; redis: boolean; create(): Promise<Fixture> }[] =
         // Redis owns the clock: shortening the key's remaining TTL is the same as time passing.
         async elapse(ms, key) {
           const full = store.keyPrefix + key;
+          // Entries are written just after the answer went out; wait for this one to exist.
+          await until(async () => (await store.client.exists(full)) === 1, 'the entry to be written');
           const left = await store.client.pttl(full);
           if (left < 0) return;
           if (left > ms) {
@@ -447,6 +450,7 @@ describe('response cache', () => {
         assert.equal(fake.requests.length, 6);
         const errors = logger.lines.filter((l) => l.level === 'error');
         assert.equal(errors.length, 1, `one error line per interval, got:\n${logger.text()}`);
+        assert.match(errors[0]!.msg ?? '', /served uncached/);
 
         await proxy.up();
         await store.ready();
@@ -479,9 +483,10 @@ describe('response cache', () => {
     });
 
     it('backend redis from config: a closed port serves uncached; redis_url is required', async () => {
-      const closed = await startTcpProxy({ host: '127.0.0.1', port: 1 });
-      const url = closed.url;
-      await closed.close();
+      const probe = net.createServer().listen(0, '127.0.0.1');
+      await new Promise((r) => probe.once('listening', r));
+      const url = `redis://127.0.0.1:${(probe.address() as AddressInfo).port}`;
+      await new Promise((r) => probe.close(r));
       const { app: a } = build({ cache: { backend: 'redis', redis_url: url }, logger: recordingLogger() });
       const body = { model: 'gpt-4o-mini', messages: user('nowhere') };
       for (let i = 0; i < 3; i++) {

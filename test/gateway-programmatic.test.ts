@@ -26,8 +26,10 @@ describe('Gateway.chat and Gateway.chatStream (OpenAI fake)', () => {
           apiKey: 'test-key',
           baseUrl: fake.baseUrl,
           models: ['gpt-4o-mini', 'my-finetune'],
+          maxRetries: 0,
         }),
       ],
+      cache: { backend: 'disabled' },
       logger,
     });
   });

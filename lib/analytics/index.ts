@@ -1,7 +1,8 @@
 /**
  * `gateway.analytics`: records one row per request and per upstream attempt (through the "analytics"
  * stage's outcome hook), keeps Prometheus metrics, and answers summary and timeseries queries. Created once
- * per Gateway; storage settings are read at construction, batch and retention settings at run time.
+ * per Gateway; `enabled` and storage settings apply at start (a reload keeps them), batch and retention
+ * settings are read at run time.
  */
 import type { Logger, ResolvedConfig } from '../../types/index.js';
 import type { GatewayContext, RequestOutcome } from '../context.js';
@@ -48,7 +49,6 @@ export class Analytics {
   private readonly recorder?: AnalyticsRecorder;
   private readonly now: () => number;
   private retentionTimer?: NodeJS.Timeout;
-  private warnedLate = false;
 
   constructor(private readonly options: AnalyticsOptions) {
     const config = options.current();
@@ -75,14 +75,7 @@ export class Analytics {
   recordOutcome(outcome: RequestOutcome, ctx: GatewayContext): void {
     const rows = rowsFromOutcome(outcome, ctx);
     this.metrics.observe(rows);
-    if (!ctx.runtime.config.analytics.enabled) return;
-    if (!this.recorder) {
-      if (!this.warnedLate) {
-        this.warnedLate = true;
-        this.options.logger.warn({}, 'analytics.enabled was turned on by a reload; restart the gateway to store rows.');
-      }
-      return;
-    }
+    if (!this.recorder) return;
     for (const row of rows) this.recorder.push(row);
   }
 

@@ -4,6 +4,7 @@
  * that a client that leaves cancels the upstream call.
  */
 import type { RequestHandler } from 'express';
+import { bindCredential, identityFrom, presentedKey } from '../auth.js';
 import { createContext } from '../context.js';
 import type { Gateway } from '../gateway.js';
 import { validateChatRequest } from '../validations.js';
@@ -18,7 +19,7 @@ export function parseRequest(gateway: Gateway, options: ParseRequestOptions): Re
     const runtime = gateway.runtime;
     try {
       const warnings: string[] = [];
-      const request = validateChatRequest(req.body, warnings);
+      const request = validateChatRequest(req.body, warnings, runtime.config.requestLimits);
       const headerUser = req.headers[runtime.config.rateLimiting.userHeader];
       const ctx = createContext(runtime, request, {
         stream,
@@ -29,6 +30,8 @@ export function parseRequest(gateway: Gateway, options: ParseRequestOptions): Re
       // The cache stage honours `Cache-Control: no-cache / no-store`; stages never see the HTTP request.
       const cacheControl = req.headers['cache-control'];
       if (typeof cacheControl === 'string') ctx.locals.cacheControl = cacheControl;
+      // For the auth stage: the presented key, or who gatewayAuth() / the host's own auth found.
+      bindCredential(ctx, { presented: presentedKey(req.headers), identity: identityFrom(res.locals.gatewayAuth) });
       res.locals.gateway = ctx;
       res.on('close', () => {
         if (!res.writableFinished) ctx.abort();

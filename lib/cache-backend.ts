@@ -24,7 +24,9 @@ const MB = 1024 * 1024;
 
 function checkPositive(name: string, v: unknown): void {
   if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)) {
-    throw new ConfigError(`cache stage: ${name} must be a positive number of milliseconds; got ${JSON.stringify(v)}.`);
+    throw new ConfigError(
+      `cache stage: ${name} must be a positive number of milliseconds; got ${JSON.stringify(v)}.`,
+    );
   }
 }
 
@@ -48,7 +50,9 @@ export class CacheBackend {
     checkPositive('logIntervalMs', options.logIntervalMs);
     const s = options.store;
     if (s !== undefined && (typeof s?.get !== 'function' || typeof s?.set !== 'function')) {
-      throw new ConfigError('cacheStore must implement the CacheStore interface: get, set, delete, clear, close.');
+      throw new ConfigError(
+        'cacheStore must implement the CacheStore interface: get, set, delete, clear, close.',
+      );
     }
     this.hostStore = s;
     this.timeoutMs = options.timeoutMs ?? 100;
@@ -75,7 +79,10 @@ export class CacheBackend {
       // A reload pointed the cache elsewhere; requests still holding the old store just miss.
       const old = this.redis?.store;
       if (old) void old.close();
-      this.redis = { url, store: new RedisCacheStore({ url, onError: (err) => this.report('connection', err) }) };
+      this.redis = {
+        url,
+        store: new RedisCacheStore({ url, onError: (err) => this.report('connection', err) }),
+      };
     }
     return this.redis.store;
   }

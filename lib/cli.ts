@@ -12,6 +12,7 @@ import { loadConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import { Gateway } from './gateway.js';
 import { createGatewayRouter } from './router.js';
+import { hardenServer } from './server-timeouts.js';
 
 const USAGE = `Usage: express-ai-gateway serve [--config FILE] [--port N] [--host HOST] [--check]
 
@@ -72,7 +73,8 @@ async function serve(args: { config?: string; port?: string; host?: string; chec
   app.use('/', createGatewayRouter(gateway));
   const port = Number(args.port ?? process.env.PORT ?? 3000);
   const host = args.host ?? process.env.HOST ?? '127.0.0.1';
-  const server = http.createServer(app);
+  // Slow clients (slowloris) must not hold sockets open forever while sending a request.
+  const server = hardenServer(http.createServer(app));
   // Behind a load balancer the server must keep idle connections longer than the balancer does (60 s is
   // common), or the balancer reuses a socket the server just closed and the client sees a 502. Headers
   // must be allowed a little longer still (Node requires it). requestTimeout covers receiving the request

@@ -25,6 +25,12 @@ function getEncoder(): Promise<Tiktoken> {
   return encoder;
 }
 
+/** Starts loading the tokenizer in the background, so the first request under a ceiling does not wait. */
+export function preloadTokenizer(): void {
+  // A failure here surfaces, with its message, on the first request that needs the tokenizer.
+  getEncoder().catch(() => {});
+}
+
 export async function countPromptTokens(request: ChatRequest): Promise<number> {
   const enc = await getEncoder();
   // Special-token text in a prompt is counted as plain text: a user must not be able to make encode() throw.

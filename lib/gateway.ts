@@ -22,6 +22,8 @@ import { ConfigError, GatewayError, toGatewayError } from './errors.js';
 import { Analytics } from './analytics/index.js';
 import { createDefaultLogger } from './logger.js';
 import { analyticsStage } from './middlewares/analytics.js';
+import { authStage } from './middlewares/auth.js';
+import { bindCredential } from './auth.js';
 import { cacheStage } from './middlewares/cache.js';
 import { rateLimitStage } from './middlewares/rate-limit.js';
 import { configuredMiddlewares, middlewareStage } from './middlewares/middleware-stage.js';
@@ -62,6 +64,7 @@ export type GatewayInput = string | GatewayOptions | GatewayFileConfig;
 
 /** Factories for the named stages a pipeline can list. Later features register theirs here. */
 export const stageFactories: Record<string, (gateway: Gateway) => Stage> = {
+  auth: (gateway) => authStage(gateway),
   analytics: (gateway) => analyticsStage(gateway),
   rateLimit: (gateway) => rateLimitStage(gateway),
   middleware: (gateway) => middlewareStage(gateway),
@@ -70,13 +73,18 @@ export const stageFactories: Record<string, (gateway: Gateway) => Stage> = {
 };
 
 /** The stages, in order, when the config names none. */
-export const defaultPipeline: string[] = ['analytics', 'rateLimit', 'middleware', 'cache', 'route'];
+export const defaultPipeline: string[] = ['auth', 'analytics', 'rateLimit', 'middleware', 'cache', 'route'];
 
 export interface CallOptions {
   /** Cancels the call (and the upstream request). */
   signal?: AbortSignal;
   requestId?: string;
   user?: string;
+  /**
+   * A gateway key (`auth.keys`): the call then gets that key's user, models and limits, or a 401. Without
+   * one the call is the host's own code and is trusted.
+   */
+  apiKey?: string;
 }
 
 function toFileConfig(input: Exclude<GatewayInput, string>): GatewayFileConfig {
@@ -254,8 +262,10 @@ export class Gateway {
   /** Creates the context for one request, as the HTTP face does in parseRequest(). */
   createContext(body: unknown, stream: boolean, options: CallOptions = {}): GatewayContext {
     const warnings: string[] = [];
-    const request = validateChatRequest(body, warnings);
-    const ctx = createContext(this.current, request, { stream, ...options });
+    const request = validateChatRequest(body, warnings, this.current.config.requestLimits);
+    const { apiKey, ...contextOptions } = options;
+    const ctx = createContext(this.current, request, { stream, ...contextOptions });
+    if (apiKey !== undefined) bindCredential(ctx, { presented: apiKey });
     ctx.warnings.push(...warnings);
     return ctx;
   }

@@ -67,6 +67,10 @@ export class KeyPool {
     return this.keys.length;
   }
 
+  hasUsableKey(): boolean {
+    return this.keys.some((k) => !this.registry.stateOf(this.provider, k).revoked);
+  }
+
   /** The key for the next attempt; undefined for a provider without keys (local Ollama). */
   pick(): string | undefined {
     if (this.keys.length === 0) return undefined;

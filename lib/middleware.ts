@@ -24,20 +24,6 @@ export interface CommonMiddlewareOptions {
   on_error?: 'fail' | 'skip';
 }
 
-// Hooks are declared here rather than in the class so a subclass only defines the ones it needs.
-export interface Middleware {
-  /** Before routing, in list order. May mutate the request and/or return a replacement. */
-  preRequest?(request: ChatRequest, ctx: GatewayContext): MaybePromise<ChatRequest | void>;
-  /** After a JSON answer exists, in reverse list order (the first middleware sees the answer last). */
-  postResponse?(response: ChatResponse, ctx: GatewayContext): MaybePromise<ChatResponse | void>;
-  /** For each streamed chunk, in reverse list order. */
-  onStreamChunk?(chunk: StreamChunk, ctx: GatewayContext): MaybePromise<ChunkResult>;
-  /** When the stream completes: chunks still held back (e.g. a buffered partial placeholder). */
-  onStreamEnd?(ctx: GatewayContext): MaybePromise<StreamChunk[] | void>;
-  /** Once, when the request ended with an error (including errors after the first streamed chunk). */
-  onError?(err: GatewayError, ctx: GatewayContext): MaybePromise<void>;
-}
-
 export abstract class Middleware {
   /** Names the middleware in errors, logs and the config; defaults to the class name. */
   name: string;
@@ -54,6 +40,18 @@ export abstract class Middleware {
     this.skipOnError = options.skipOnError ?? options.on_error === 'skip';
   }
 
+  // Every hook is optional: a subclass defines only the ones it needs, and the runner skips the rest.
+  /** Before routing, in list order. May mutate the request and/or return a replacement. */
+  preRequest?(request: ChatRequest, ctx: GatewayContext): MaybePromise<ChatRequest | void>;
+  /** After a JSON answer exists, in reverse list order (the first middleware sees the answer last). */
+  postResponse?(response: ChatResponse, ctx: GatewayContext): MaybePromise<ChatResponse | void>;
+  /** For each streamed chunk, in reverse list order. */
+  onStreamChunk?(chunk: StreamChunk, ctx: GatewayContext): MaybePromise<ChunkResult>;
+  /** When the stream completes: chunks still held back (e.g. a buffered partial placeholder). */
+  onStreamEnd?(ctx: GatewayContext): MaybePromise<StreamChunk[] | void>;
+  /** Once, when the request ended with an error (including errors after the first streamed chunk). */
+  onError?(err: GatewayError, ctx: GatewayContext): MaybePromise<void>;
+
   /** This middleware alone as an Express middleware; mount it after parseRequest() in a host's chain. */
   express(): RequestHandler {
     return toExpress({ name: this.name, run: (ctx) => runMiddlewares([this], ctx) });
@@ -61,17 +59,28 @@ export abstract class Middleware {
 }
 
 /** Validates that an options object only holds known keys; the message lists what is allowed. */
-export function checkOptionKeys(name: string, options: Record<string, unknown>, known: readonly string[]): void {
+export function checkOptionKeys(
+  name: string,
+  options: Record<string, unknown>,
+  known: readonly string[],
+): void {
   const allowed = [...known, 'on_error'];
   for (const key of Object.keys(options)) {
     if (!allowed.includes(key)) {
-      throw new ConfigError(`middleware ${name}.${key}: unknown option. Known options: ${allowed.join(', ')}.`);
+      throw new ConfigError(
+        `middleware ${name}.${key}: unknown option. Known options: ${allowed.join(', ')}.`,
+      );
     }
   }
 }
 
 /** A hook's failure: GatewayErrors are deliberate answers (e.g. a block) and pass through unchanged. */
-function middlewareFailure(mw: Middleware, hook: string, err: unknown, ctx: GatewayContext): GatewayError | null {
+function middlewareFailure(
+  mw: Middleware,
+  hook: string,
+  err: unknown,
+  ctx: GatewayContext,
+): GatewayError | null {
   if (err instanceof GatewayError) return err;
   const raw = err instanceof Error ? err.message : String(err);
   // Error messages can quote the request: keep keys and personal data out of the answer and the logs.
@@ -83,7 +92,10 @@ function middlewareFailure(mw: Middleware, hook: string, err: unknown, ctx: Gate
     );
     return null;
   }
-  return new GatewayError('server_error', `Middleware "${mw.name}" failed: ${message}`, { status: 500, cause: err });
+  return new GatewayError('server_error', `Middleware "${mw.name}" failed: ${message}`, {
+    status: 500,
+    cause: err,
+  });
 }
 
 async function call<T>(
@@ -125,7 +137,12 @@ async function throughChunkHooks(
       const out = r.ok ? toChunks(r.value, chunk) : [chunk];
       for (const c of out) {
         const problem = checkChunkShape(c);
-        if (problem) throw new GatewayError('server_error', `Middleware "${mw.name}" produced a malformed chunk: ${problem}.`, { status: 500 });
+        if (problem)
+          throw new GatewayError(
+            'server_error',
+            `Middleware "${mw.name}" produced a malformed chunk: ${problem}.`,
+            { status: 500 },
+          );
       }
       next.push(...out);
     }
@@ -143,9 +160,13 @@ async function* wrapStream(
     if (event.type === 'chunk') {
       const problem = checkChunkShape(event.chunk);
       if (problem) {
-        throw new GatewayError('server_error', `${event.chunk?.provider ?? 'The provider'} sent a malformed stream chunk: ${problem}.`);
+        throw new GatewayError(
+          'server_error',
+          `${event.chunk?.provider ?? 'The provider'} sent a malformed stream chunk: ${problem}.`,
+        );
       }
-      for (const chunk of await throughChunkHooks(list, 0, [event.chunk], ctx)) yield { type: 'chunk', chunk };
+      for (const chunk of await throughChunkHooks(list, 0, [event.chunk], ctx))
+        yield { type: 'chunk', chunk };
       continue;
     }
     // Held-back text must reach the client before `done`, and still pass the hooks after its owner.
@@ -180,7 +201,11 @@ async function runResponseHooks(list: readonly Middleware[], ctx: GatewayContext
       if (r.ok && r.value) ctx.response = r.value;
       const after = checkResponseShape(ctx.response);
       if (after) {
-        throw new GatewayError('server_error', `Middleware "${mw.name}" produced a malformed response: ${after}.`, { status: 500 });
+        throw new GatewayError(
+          'server_error',
+          `Middleware "${mw.name}" produced a malformed response: ${after}.`,
+          { status: 500 },
+        );
       }
     }
   } else if (ctx.streamEvents) {
@@ -203,7 +228,11 @@ export async function runMiddlewares(list: readonly Middleware[], ctx: GatewayCo
         if (!mw.onError) continue;
         const fail = (err: unknown) =>
           ctx.runtime.logger.error(
-            { request_id: ctx.requestId, middleware: mw.name, err: redactSecrets(String(err), ctx.runtime.secrets) },
+            {
+              request_id: ctx.requestId,
+              middleware: mw.name,
+              err: redactSecrets(String(err), ctx.runtime.secrets),
+            },
             'Middleware onError hook failed.',
           );
         try {
@@ -222,7 +251,9 @@ export async function runMiddlewares(list: readonly Middleware[], ctx: GatewayCo
     const r = await call(mw, 'preRequest', ctx, () => mw.preRequest!(request, ctx));
     if (r.ok && r.value) ctx.request = r.value;
     if (!ctx.request || !Array.isArray(ctx.request.messages)) {
-      throw new GatewayError('server_error', `Middleware "${mw.name}" left no valid request behind.`, { status: 500 });
+      throw new GatewayError('server_error', `Middleware "${mw.name}" left no valid request behind.`, {
+        status: 500,
+      });
     }
   }
 }

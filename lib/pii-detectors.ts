@@ -8,7 +8,16 @@ import { isIPv6 } from 'node:net';
 
 export type PIIType = 'email' | 'phone' | 'card' | 'ssn' | 'ipv4' | 'ipv6' | 'iban' | 'secret';
 
-export const PII_TYPES: readonly PIIType[] = ['email', 'phone', 'card', 'ssn', 'ipv4', 'ipv6', 'iban', 'secret'];
+export const PII_TYPES: readonly PIIType[] = [
+  'email',
+  'phone',
+  'card',
+  'ssn',
+  'ipv4',
+  'ipv6',
+  'iban',
+  'secret',
+];
 
 export interface PIIMatch {
   type: PIIType;
@@ -50,12 +59,74 @@ function validCard(value: string): boolean {
 
 // IBAN lengths per country (ISO 13616); a wrong length is not an IBAN even if mod-97 happens to pass.
 const IBAN_LENGTH: Record<string, number> = {
-  AD: 24, AE: 23, AT: 20, AZ: 28, BA: 20, BE: 16, BG: 22, BH: 22, BR: 29, CH: 21, CR: 22, CY: 28, CZ: 24,
-  DE: 22, DK: 18, DO: 28, EE: 20, EG: 29, ES: 24, FI: 18, FO: 18, FR: 27, GB: 22, GE: 22, GI: 23, GL: 18,
-  GR: 27, GT: 28, HR: 21, HU: 28, IE: 22, IL: 23, IS: 26, IT: 27, JO: 30, KW: 30, KZ: 20, LB: 28, LI: 21,
-  LT: 20, LU: 20, LV: 21, MC: 27, MD: 24, ME: 22, MK: 19, MR: 27, MT: 31, MU: 30, NL: 18, NO: 15, PK: 24,
-  PL: 28, PS: 29, PT: 25, QA: 29, RO: 24, RS: 22, SA: 24, SE: 24, SI: 19, SK: 24, SM: 27, TN: 24, TR: 26,
-  UA: 29, VG: 24, XK: 20,
+  AD: 24,
+  AE: 23,
+  AT: 20,
+  AZ: 28,
+  BA: 20,
+  BE: 16,
+  BG: 22,
+  BH: 22,
+  BR: 29,
+  CH: 21,
+  CR: 22,
+  CY: 28,
+  CZ: 24,
+  DE: 22,
+  DK: 18,
+  DO: 28,
+  EE: 20,
+  EG: 29,
+  ES: 24,
+  FI: 18,
+  FO: 18,
+  FR: 27,
+  GB: 22,
+  GE: 22,
+  GI: 23,
+  GL: 18,
+  GR: 27,
+  GT: 28,
+  HR: 21,
+  HU: 28,
+  IE: 22,
+  IL: 23,
+  IS: 26,
+  IT: 27,
+  JO: 30,
+  KW: 30,
+  KZ: 20,
+  LB: 28,
+  LI: 21,
+  LT: 20,
+  LU: 20,
+  LV: 21,
+  MC: 27,
+  MD: 24,
+  ME: 22,
+  MK: 19,
+  MR: 27,
+  MT: 31,
+  MU: 30,
+  NL: 18,
+  NO: 15,
+  PK: 24,
+  PL: 28,
+  PS: 29,
+  PT: 25,
+  QA: 29,
+  RO: 24,
+  RS: 22,
+  SA: 24,
+  SE: 24,
+  SI: 19,
+  SK: 24,
+  SM: 27,
+  TN: 24,
+  TR: 26,
+  UA: 29,
+  VG: 24,
+  XK: 20,
 };
 
 function validIban(value: string): boolean {
@@ -84,7 +155,8 @@ function validIpv6(value: string): boolean {
   return groups.length >= 3 || (value.includes('::') && /\d/.test(value));
 }
 
-const PHONE_CONTEXT = /(?:phone|tel|telephone|call|mobile|cell|fax|whatsapp|sms|text me|reach me|contact|number|ring)\b[^.\n]{0,25}$/i;
+const PHONE_CONTEXT =
+  /(?:phone|tel|telephone|call|mobile|cell|fax|whatsapp|sms|text me|reach me|contact|number|ring)\b[^.\n]{0,25}$/i;
 const DATE_LIKE = /^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})$/;
 const NANP = /^\(?\d{3}\)?[\s.-]?\d{3}[\s.-]\d{4}$/;
 // Identifiers introduced by their label ("Lot number 2024 0315 0042") are not phone numbers.
@@ -107,7 +179,8 @@ function validPhone(value: string, text: string, start: number): boolean {
   return PHONE_CONTEXT.test(before) && digits.length >= 7;
 }
 
-const SECRET_WORDS = 'api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|token|password|passwd|pwd|auth|bearer|credentials?';
+const SECRET_WORDS =
+  'api[_-]?key|apikey|access[_-]?key|secret(?:[_-]?key)?|token|password|passwd|pwd|auth|bearer|credentials?';
 
 function validKeyword(value: string): boolean {
   // Opaque tokens mix letters and digits; "password: correcthorsebattery" words alone are not caught here.
@@ -118,20 +191,33 @@ function validKeyword(value: string): boolean {
 const DETECTORS: Detector[] = [
   { type: 'secret', regex: /\b(?:sk|pk|rk)-(?:proj-|ant-(?:api\d\d-)?|live_|test_)?[A-Za-z0-9_-]{16,}/g },
   { type: 'secret', regex: /\bAIza[0-9A-Za-z_-]{35}\b/g },
-  { type: 'secret', regex: /\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|xox[abprs]-[A-Za-z0-9-]{10,})/g },
+  {
+    type: 'secret',
+    regex: /\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|xox[abprs]-[A-Za-z0-9-]{10,})/g,
+  },
   { type: 'secret', regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g },
   { type: 'secret', regex: /\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g },
   {
     type: 'secret',
-    regex: new RegExp(`\\b(?:${SECRET_WORDS})\\b["']?\\s*(?:[:=]|is|:=|=>)?\\s*["']?([A-Za-z0-9_\\-+/=.]{20,})`, 'gdi'),
+    regex: new RegExp(
+      `\\b(?:${SECRET_WORDS})\\b["']?\\s*(?:[:=]|is|:=|=>)?\\s*["']?([A-Za-z0-9_\\-+/=.]{20,})`,
+      'gdi',
+    ),
     valid: validKeyword,
   },
   // Unicode letters in the domain: internationalised domains ("müller-gmbh.de") are common in European text.
-  { type: 'email', regex: /\b[A-Za-z0-9._%+-]+(?:'[A-Za-z0-9._%+-]+)*@(?:[\p{L}\p{N}-]+\.)+\p{L}{2,}(?![\p{L}\p{N}])/gu },
+  {
+    type: 'email',
+    regex: /\b[A-Za-z0-9._%+-]+(?:'[A-Za-z0-9._%+-]+)*@(?:[\p{L}\p{N}-]+\.)+\p{L}{2,}(?![\p{L}\p{N}])/gu,
+  },
   { type: 'iban', regex: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g, valid: validIban },
   { type: 'card', regex: /(?<![\d.,-])\d(?:[ -]?\d){12,18}(?![\d.,]\d)/g, valid: validCard },
   { type: 'ssn', regex: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g },
-  { type: 'ssn', regex: /\b(?:SSN|social security(?: number)?)(?:[:#\s]|\bis\b)*((?!000|666|9\d\d)\d{3} ?(?!00)\d{2} ?(?!0000)\d{4})\b/dgi },
+  {
+    type: 'ssn',
+    regex:
+      /\b(?:SSN|social security(?: number)?)(?:[:#\s]|\bis\b)*((?!000|666|9\d\d)\d{3} ?(?!00)\d{2} ?(?!0000)\d{4})\b/dgi,
+  },
   {
     type: 'ipv6',
     regex: /(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:])/g,
@@ -139,12 +225,14 @@ const DETECTORS: Detector[] = [
   },
   {
     type: 'ipv4',
-    regex: /(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\.?\d|\w)/g,
+    regex:
+      /(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\.?\d|\w)/g,
     valid: validIpv4,
   },
   {
     type: 'phone',
-    regex: /(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]\d{1,8}){1,5}(?![\w])|(?<![\w+])\+\d{8,15}\b/g,
+    regex:
+      /(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]\d{1,8}){1,5}(?![\w])|(?<![\w+])\+\d{8,15}\b/g,
     valid: validPhone,
   },
 ];

@@ -15,7 +15,11 @@ function checkToolCalls(value: unknown, at: string): string | null {
   if (value === undefined) return null;
   if (!Array.isArray(value)) return `${at} must be a list`;
   for (let i = 0; i < value.length; i++) {
-    const t = value[i] as { id?: unknown; type?: unknown; function?: { name?: unknown; arguments?: unknown } };
+    const t = value[i] as {
+      id?: unknown;
+      type?: unknown;
+      function?: { name?: unknown; arguments?: unknown };
+    };
     if (!t || typeof t !== 'object') return `${at}[${i}] must be an object`;
     if (typeof t.id !== 'string') return `${at}[${i}].id must be a string`;
     if (t.type !== 'function') return `${at}[${i}].type must be "function"`;
@@ -30,7 +34,8 @@ export function checkResponseShape(response: unknown): string | null {
   if (!response || typeof response !== 'object') return 'the response is not an object';
   const r = response as Partial<Record<keyof ChatResponse, unknown>>;
   for (const field of ['id', 'provider', 'model', 'content'] as const) {
-    if (typeof r[field] !== 'string') return `${field} must be a string, got ${r[field] === null ? 'null' : typeof r[field]}`;
+    if (typeof r[field] !== 'string')
+      return `${field} must be a string, got ${r[field] === null ? 'null' : typeof r[field]}`;
   }
   if (typeof r.finish_reason !== 'string' || !FINISH_REASONS.has(r.finish_reason)) {
     return `finish_reason must be one of ${[...FINISH_REASONS].join(', ')}`;
@@ -50,6 +55,7 @@ export function checkChunkShape(chunk: unknown): string | null {
   if (!chunk || typeof chunk !== 'object') return 'the chunk is not an object';
   const c = chunk as Partial<Record<keyof StreamChunk, unknown>>;
   if (typeof c.delta !== 'string') return 'delta must be a string';
-  if (typeof c.provider !== 'string' || typeof c.model !== 'string') return 'provider and model must be strings';
+  if (typeof c.provider !== 'string' || typeof c.model !== 'string')
+    return 'provider and model must be strings';
   return checkToolCalls(c.tool_calls, 'tool_calls');
 }

@@ -6,7 +6,10 @@
 import express, { type RequestHandler, type Router } from 'express';
 import type { GatewayInput } from './gateway.js';
 import { Gateway, stageFactories } from './gateway.js';
+import { adminKeys } from './middlewares/admin-keys.js';
+import { adminAuth, gatewayAuth } from './middlewares/auth.js';
 import { errorHandler } from './middlewares/error-handler.js';
+import { jsonBody as parseJsonBody } from './middlewares/json-body.js';
 import { metrics } from './middlewares/metrics.js';
 import { mountOpenAICompat } from './middlewares/openai-compat.js';
 import { parseRequest } from './middlewares/parse-request.js';
@@ -40,6 +43,11 @@ export function createGatewayRouter(
   const gateway = config instanceof Gateway ? config : new Gateway(config);
   const router = express.Router() as GatewayRouter;
   Object.defineProperty(router, 'gateway', { value: gateway });
+  // Guards first, so they cover every route registered below, later features' included. Chat routes
+  // need a gateway key (when keys are configured); admin routes an admin key (see lib/middlewares/auth.ts).
+  router.use(['/stats', '/metrics', '/dashboard', '/admin'], adminAuth(gateway));
+  router.use(['/chat', '/v1'], gatewayAuth(gateway));
+  router.use('/admin/keys', adminKeys(gateway));
 
   const chain = (options.pipeline ?? gateway.stages).map((entry): RequestHandler => {
     if (typeof entry === 'function') return entry;
@@ -53,7 +61,7 @@ export function createGatewayRouter(
     );
   });
 
-  const jsonBody = express.json({ limit: gateway.runtime.config.bodyLimit });
+  const jsonBody = parseJsonBody(gateway.runtime.config.bodyLimit);
 
   router.get('/health', function healthHandler(_req, res) {
     writeJson(res, 200, gateway.health(), {});

@@ -12,6 +12,7 @@ import type {
   RoutingFileConfig,
 } from '../types/index.js';
 import { DEFAULT_BREAKER_SETTINGS, type BreakerSettings } from './breaker.js';
+import { preloadTokenizer } from './cost-ceiling.js';
 
 export const DEFAULT_FALLBACK_ON: readonly ErrorKind[] = [
   'rate_limit',
@@ -51,6 +52,11 @@ const seconds = (s: number | undefined) => (s === undefined ? undefined : Math.r
 export function resolveRouting(r: RoutingFileConfig): NonNullable<ResolvedConfig['routing']> {
   const policy = resolvePolicy(r);
   const cb = r.circuit_breaker;
+  const ceilings = [
+    r.max_cost_per_request,
+    ...Object.values(r.aliases ?? {}).map((a) => a.max_cost_per_request),
+  ];
+  if (ceilings.some((c) => c !== undefined)) preloadTokenizer();
   return {
     ...policy,
     requestTimeoutMs: seconds(r.request_timeout_seconds),

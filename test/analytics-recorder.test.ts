@@ -8,11 +8,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
 import { AnalyticsRecorder } from '../lib/analytics/recorder.js';
-import type { AnalyticsRow } from '../lib/analytics/rows.js';
+import { rowsFromOutcome, type AnalyticsRow } from '../lib/analytics/rows.js';
+import { GatewayError } from '../lib/errors.js';
 import { Gateway } from '../lib/gateway.js';
 import { silentLogger } from '../lib/logger.js';
 import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
 import type { FakeProvider } from '../lib/testing/fake-server.js';
+import { craft } from './helpers/analytics.js';
 import { hostApp, recordingLogger } from './helpers/setup.js';
 
 const row = (i: number): AnalyticsRow => ({
@@ -38,6 +40,11 @@ const row = (i: number): AnalyticsRow => ({
   stream: false,
   attempts: 0,
 });
+
+/** Waits for I/O we cannot step (a SQLite write) to reach `done`, for at most two seconds. */
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 400 && !done(); i++) await new Promise((r) => setTimeout(r, 5));
+}
 
 /** Resolves after pending setImmediate callbacks (the recorder's "batch full" flush) have run. */
 const tick = () => new Promise<void>((r) => setImmediate(r));
@@ -126,6 +133,36 @@ describe('analytics disabled, and per-gateway metrics', () => {
   });
   const providers = () => ({ openai: { api_key: 'test-key', base_url: fake.baseUrl, models: ['gpt-4o-mini'] } });
 
+  it('builds rows: a cache hit spends nothing, a limiter refusal is flagged, the winner carries the tokens', async () => {
+    const gateway = new Gateway({ providers: providers(), analytics: { enabled: false }, logger: silentLogger });
+    const hit = craft(gateway, { cached: true, costSaved: 0.5, cost: 0.5, prompt: 3, completion: 4 });
+    const [hitRow, ...none] = rowsFromOutcome(hit.outcome, hit.ctx);
+    assert.deepEqual(none, []);
+    assert.deepEqual([hitRow!.cached, hitRow!.cost, hitRow!.cost_saved, hitRow!.total_tokens], [true, 0, 0.5, 7]);
+
+    const limited = craft(gateway, { error: new GatewayError('rate_limit', 'slow down') });
+    limited.ctx.locals.rateLimited = true;
+    const [limitedRow] = rowsFromOutcome(limited.outcome, limited.ctx);
+    assert.deepEqual([limitedRow!.rate_limited, limitedRow!.status, limitedRow!.provider], [true, 429, null]);
+    // An upstream 429 that exhausted the providers is not the gateway's own refusal.
+    const upstream = craft(gateway, { provider: 'openai', error: new GatewayError('rate_limit', 'upstream') });
+    assert.equal(rowsFromOutcome(upstream.outcome, upstream.ctx)[0]!.rate_limited, false);
+
+    const fell = craft(gateway, { prompt: 2, completion: 3, cost: 0.01 });
+    fell.ctx.attempts.unshift({ provider: 'first', model: 'gpt-4o-mini', error_kind: 'server_error', status: 500, latency_ms: 7 });
+    const rows = rowsFromOutcome(fell.outcome, fell.ctx);
+    assert.deepEqual(
+      rows.map((r) => [r.kind, r.attempt, r.provider, r.error_kind, r.total_tokens, r.cost]),
+      [
+        ['request', 0, 'openai', null, 5, 0.01],
+        ['attempt', 1, 'first', 'server_error', 0, 0],
+        ['attempt', 2, 'openai', null, 5, 0.01],
+      ],
+    );
+    assert.equal(new Set(rows.map((r) => r.event_id)).size, 1);
+    await gateway.close();
+  });
+
   it('says so from summary() and GET /stats, stores nothing, and still serves /metrics', async () => {
     const path = join(dir, 'never.db');
     const { app, gateway } = hostApp({
@@ -167,26 +204,8 @@ describe('analytics disabled, and per-gateway metrics', () => {
       a.reload(config(1));
       await ask('two');
       // A full batch is written without waiting for the (10 minute) timer.
-      for (let i = 0; i < 50 && a.analytics.stats().written < 4; i++) await new Promise((r) => setTimeout(r, 10));
+      await until(() => a.analytics.stats().written === 4);
       assert.deepEqual(a.analytics.stats(), { buffered: 0, written: 4, dropped: 0, failedWrites: 0 });
-    } finally {
-      await a.close();
-      await b.close();
-    }
-  });
-});
-    const a = new Gateway(config(true));
-    const b = new Gateway(config(true));
-    try {
-      await a.chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'one' }] });
-      assert.equal(a.analytics.stats().buffered, 2);
-      assert.match((await a.analytics.metrics.text()).body, /gateway_requests_total\{[^}]*status="200"\} 1\n/);
-      assert.doesNotMatch((await b.analytics.metrics.text()).body, /gateway_requests_total\{/);
-      a.reload(config(false));
-      const { ctx, outcome } = craft(a, { user: 'after-reload' });
-      a.analytics.recordOutcome(outcome, ctx);
-      assert.equal(a.analytics.stats().buffered, 2, 'no row once the running config disables analytics');
-      assert.match((await a.analytics.metrics.text()).body, /gateway_requests_total\{[^}]*status="200"\} 2\n/);
     } finally {
       await a.close();
       await b.close();

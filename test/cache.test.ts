@@ -193,18 +193,33 @@ describe('response cache', () => {
         const r = await request(a)
           .post('/ai/chat')
           .set('X-Request-Id', 'two')
-          .send({ model: 'gpt-4o', messages: user('same words'), metadata: { b: 2 }, user: 'u2', max_tokens: 9 })
+          .send({
+            model: 'gpt-4o',
+            messages: user('same words'),
+            metadata: { b: 2 },
+            user: 'u2',
+            max_tokens: 9,
+          })
           .expect('X-Gateway-Cache', 'HIT');
         assert.equal(r.body.model, 'gpt-4o-mini', 'the stored answer names the model that produced it');
-        await request(a).post('/ai/chat').send({ model: 'gpt-4o', messages: user('other words') }).expect('X-Gateway-Cache', 'MISS');
+        await request(a)
+          .post('/ai/chat')
+          .send({ model: 'gpt-4o', messages: user('other words') })
+          .expect('X-Gateway-Cache', 'MISS');
         assert.equal(fake.requests.length, 2);
       });
 
       it('content+model strategy: another model misses, metadata is still ignored', async () => {
         const { app: a } = app({ hash_strategy: 'content+model' });
         const messages = user('model matters');
-        await request(a).post('/ai/chat').send({ model: 'gpt-4o-mini', messages }).expect('X-Gateway-Cache', 'MISS');
-        await request(a).post('/ai/chat').send({ model: 'gpt-4o', messages }).expect('X-Gateway-Cache', 'MISS');
+        await request(a)
+          .post('/ai/chat')
+          .send({ model: 'gpt-4o-mini', messages })
+          .expect('X-Gateway-Cache', 'MISS');
+        await request(a)
+          .post('/ai/chat')
+          .send({ model: 'gpt-4o', messages })
+          .expect('X-Gateway-Cache', 'MISS');
         await request(a)
           .post('/ai/chat')
           .send({ model: 'gpt-4o', messages, metadata: { trace: 'x' }, max_tokens: 20 })
@@ -220,17 +235,23 @@ describe('response cache', () => {
         const base = { model: 'gpt-4o-mini', messages: user('full'), max_tokens: 30, stop: ['x'], seed: 7 };
         await request(a).post('/ai/chat').send(base).expect('X-Gateway-Cache', 'MISS');
         // Same fields in another order, with bookkeeping that must not matter.
-        const reordered = { seed: 7, stop: ['x'], max_tokens: 30, messages: [{ content: 'full', role: 'user' }], model: 'gpt-4o-mini' };
+        const reordered = {
+          seed: 7,
+          stop: ['x'],
+          max_tokens: 30,
+          messages: [{ content: 'full', role: 'user' }],
+          model: 'gpt-4o-mini',
+        };
         await request(a)
           .post('/ai/chat')
           .set('X-User-Id', 'someone')
           .send({ ...reordered, metadata: { m: 1 }, user: 'u' })
           .expect('X-Gateway-Cache', 'HIT');
         for (const change of [{ max_tokens: 31 }, { stop: ['y'] }, { top_p: 0.5 }, { seed: 8 }]) {
-          await request(a)
+          const r = await request(a)
             .post('/ai/chat')
-            .send({ ...base, ...change })
-            .expect('X-Gateway-Cache', 'MISS', `changing ${JSON.stringify(change)} must miss`);
+            .send({ ...base, ...change });
+          assert.equal(r.headers['x-gateway-cache'], 'MISS', `changing ${JSON.stringify(change)} must miss`);
         }
         assert.equal(fake.requests.length, 5);
       });
@@ -238,15 +259,25 @@ describe('response cache', () => {
       it('bypass: cache.bypass and Cache-Control no-store neither read nor write; no-cache refreshes', async () => {
         const { app: a } = app();
         const body = { model: 'gpt-4o-mini', messages: user('bypass me') };
-        await request(a).post('/ai/chat').send({ ...body, cache: { bypass: true } }).expect('X-Gateway-Cache', 'BYPASS');
-        await request(a).post('/ai/chat').set('Cache-Control', 'no-store').send(body).expect('X-Gateway-Cache', 'BYPASS');
+        await request(a)
+          .post('/ai/chat')
+          .send({ ...body, cache: { bypass: true } })
+          .expect('X-Gateway-Cache', 'BYPASS');
+        await request(a)
+          .post('/ai/chat')
+          .set('Cache-Control', 'no-store')
+          .send(body)
+          .expect('X-Gateway-Cache', 'BYPASS');
         assert.equal(await fx.store.get(keyOf(body)), undefined, 'nothing was stored');
         await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'MISS');
         await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
         const fresh = await request(a).post('/ai/chat').set('Cache-Control', 'no-cache').send(body);
         assert.equal(fresh.headers['x-gateway-cache'], 'BYPASS');
         assert.equal(fresh.body.cached, false);
-        await request(a).post('/ai/chat').send({ ...body, cache: { bypass: true } }).expect('X-Gateway-Cache', 'BYPASS');
+        await request(a)
+          .post('/ai/chat')
+          .send({ ...body, cache: { bypass: true } })
+          .expect('X-Gateway-Cache', 'BYPASS');
         assert.equal(fake.requests.length, 5);
         await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
         assert.equal(fake.requests.length, 5);
@@ -255,16 +286,39 @@ describe('response cache', () => {
       it('per_user scope keeps users apart (X-User-Id); global scope shares', async () => {
         const { app: a } = app({ scope: 'per_user' });
         const body = { model: 'gpt-4o-mini', messages: user('whose answer') };
-        await request(a).post('/ai/chat').set('X-User-Id', 'alice').send(body).expect('X-Gateway-Cache', 'MISS');
-        await request(a).post('/ai/chat').set('X-User-Id', 'alice').send(body).expect('X-Gateway-Cache', 'HIT');
-        await request(a).post('/ai/chat').set('X-User-Id', 'bob').send(body).expect('X-Gateway-Cache', 'MISS');
-        await request(a).post('/ai/chat').send({ ...body, user: 'bob' }).expect('X-Gateway-Cache', 'HIT');
+        await request(a)
+          .post('/ai/chat')
+          .set('X-User-Id', 'alice')
+          .send(body)
+          .expect('X-Gateway-Cache', 'MISS');
+        await request(a)
+          .post('/ai/chat')
+          .set('X-User-Id', 'alice')
+          .send(body)
+          .expect('X-Gateway-Cache', 'HIT');
+        await request(a)
+          .post('/ai/chat')
+          .set('X-User-Id', 'bob')
+          .send(body)
+          .expect('X-Gateway-Cache', 'MISS');
+        await request(a)
+          .post('/ai/chat')
+          .send({ ...body, user: 'bob' })
+          .expect('X-Gateway-Cache', 'HIT');
         assert.equal(fake.requests.length, 2);
 
         const { app: g } = app({ scope: 'global' });
         const shared = { model: 'gpt-4o-mini', messages: user('everyone') };
-        await request(g).post('/ai/chat').set('X-User-Id', 'alice').send(shared).expect('X-Gateway-Cache', 'MISS');
-        await request(g).post('/ai/chat').set('X-User-Id', 'bob').send(shared).expect('X-Gateway-Cache', 'HIT');
+        await request(g)
+          .post('/ai/chat')
+          .set('X-User-Id', 'alice')
+          .send(shared)
+          .expect('X-Gateway-Cache', 'MISS');
+        await request(g)
+          .post('/ai/chat')
+          .set('X-User-Id', 'bob')
+          .send(shared)
+          .expect('X-Gateway-Cache', 'HIT');
       });
 
       it('caches only deterministic requests unless cache_nondeterministic is set', async () => {
@@ -290,7 +344,10 @@ describe('response cache', () => {
         assert.equal(live.headers['x-gateway-cache'], 'MISS');
         const liveEvents = parseSse(live.text);
         const liveDone = liveEvents.find((e) => e.event === 'done')!.data;
-        const liveText = liveEvents.filter((e) => e.event === 'message').map((e) => e.data.delta).join('');
+        const liveText = liveEvents
+          .filter((e) => e.event === 'message')
+          .map((e) => e.data.delta)
+          .join('');
         assert.equal(liveText, 'echo: stream me a few words please');
         assert.equal(liveDone.cached, false);
 
@@ -311,7 +368,9 @@ describe('response cache', () => {
         // The same entry serves the JSON face, and a JSON answer serves a stream.
         const json = await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
         assert.equal(json.body.content, liveText);
-        await request(a).post('/ai/chat').send({ model: 'gpt-4o-mini', messages: user('json first') });
+        await request(a)
+          .post('/ai/chat')
+          .send({ model: 'gpt-4o-mini', messages: user('json first') });
         const chunksOut: string[] = [];
         const stream = gateway.chatStream({ model: 'gpt-4o-mini', messages: user('json first') } as never);
         for await (const c of stream) chunksOut.push(c.delta);
@@ -327,7 +386,10 @@ describe('response cache', () => {
         await request(a).post('/ai/chat').send(body).expect(400);
         fake.fault({ cutStreamAfter: 1, times: 1 });
         const cut = await request(a).post('/ai/chat/stream').send(body).expect(200);
-        assert.ok(parseSse(cut.text).some((e) => e.event === 'error'), 'the cut stream ended with an error');
+        assert.ok(
+          parseSse(cut.text).some((e) => e.event === 'error'),
+          'the cut stream ended with an error',
+        );
         assert.equal(await fx.store.get(keyOf(body)), undefined);
         await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'MISS');
         assert.equal(fake.requests.length, 3);
@@ -347,7 +409,11 @@ describe('response cache', () => {
                 method: 'POST',
                 headers: { 'content-type': 'application/json' },
                 body: JSON.stringify({ model: 'gpt-4o-mini', messages: user('burst') }),
-              }).then(async (r) => ({ status: r.status, cache: r.headers.get('x-gateway-cache'), body: await r.json() })),
+              }).then(async (r) => ({
+                status: r.status,
+                cache: r.headers.get('x-gateway-cache'),
+                body: (await r.json()) as { content: string },
+              })),
             ),
           );
           assert.equal(fake.requests.length, 1);
@@ -373,7 +439,11 @@ describe('response cache', () => {
         const body = { model: 'gpt-4o-mini', messages: user('private') };
         const first = await request(a).post('/ai/chat').set('X-User-Id', 'ann').send(body).expect(200);
         assert.equal(first.body.content, 'echo: private for ann');
-        const second = await request(a).post('/ai/chat').set('X-User-Id', 'ben').send(body).expect('X-Gateway-Cache', 'HIT');
+        const second = await request(a)
+          .post('/ai/chat')
+          .set('X-User-Id', 'ben')
+          .send(body)
+          .expect('X-Gateway-Cache', 'HIT');
         assert.equal(second.body.content, 'echo: private for ben');
         assert.equal(JSON.parse((await fx.store.get(keyOf(body)))!).content, 'echo: private');
       });
@@ -385,7 +455,8 @@ describe('response cache', () => {
       // About 1 KB: room for a few answers of ~300 bytes each.
       const { app: a } = build({ cache: { backend: 'memory', max_cache_size_mb: 0.001 } });
       const ask = (i: number) => ({ model: 'gpt-4o-mini', messages: user(`prompt number ${i}`) });
-      for (let i = 0; i < 6; i++) await request(a).post('/ai/chat').send(ask(i)).expect('X-Gateway-Cache', 'MISS');
+      for (let i = 0; i < 6; i++)
+        await request(a).post('/ai/chat').send(ask(i)).expect('X-Gateway-Cache', 'MISS');
       await request(a).post('/ai/chat').send(ask(5)).expect('X-Gateway-Cache', 'HIT');
       await request(a).post('/ai/chat').send(ask(0)).expect('X-Gateway-Cache', 'MISS');
       assert.equal(fake.requests.length, 7);

@@ -265,6 +265,41 @@ describe('Fallback routing and resilience', function () {
     }
   });
 
+  it('bounds a stream by its idle gap, not its total length', async () => {
+    const slow = await startFakeOpenAI({ chunkDelayMs: 150, reply: () => 'one two three four' });
+    try {
+      const { app } = hostApp({
+        providers: { only: { ...provider(slow, 1), timeout_seconds: 0.3 } },
+        analytics: { enabled: false },
+        cache: { backend: 'disabled' },
+        logger: silentLogger,
+      });
+      // Four chunks 150 ms apart take longer than the 300 ms timeout in total, but no gap reaches it.
+      const ok = await request(app).post('/ai/chat/stream').send({ model: 'gpt-4o', messages }).expect(200);
+      assert.equal(parseSse(ok.text).at(-1)!.event, 'done');
+    } finally {
+      await slow.close();
+    }
+    const stalled = await startFakeOpenAI({ chunkDelayMs: 800 });
+    try {
+      const { app } = hostApp({
+        providers: { only: { ...provider(stalled, 1), timeout_seconds: 0.3 } },
+        analytics: { enabled: false },
+        cache: { backend: 'disabled' },
+        logger: silentLogger,
+      });
+      const started = Date.now();
+      const r = await request(app).post('/ai/chat/stream').send({ model: 'gpt-4o', messages });
+      assert.ok(Date.now() - started < 700, 'a stalled stream ends at its idle timeout');
+      const failed =
+        r.status === 504 ||
+        parseSse(r.text).some((e) => e.event === 'error' && e.data.error.type === 'timeout');
+      assert.ok(failed, `status ${r.status}: ${r.text.slice(0, 200)}`);
+    } finally {
+      await stalled.close();
+    }
+  });
+
   describe('cost ceiling', () => {
     it('skips a target whose worst case exceeds max_cost_per_request', async () => {
       const { app } = hostApp(

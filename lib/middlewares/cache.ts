@@ -5,7 +5,13 @@
  */
 import type { ChatRequest } from '../../types/index.js';
 import type { CachedAnswer } from '../cache-answer.js';
-import { answerFromResponse, answerFromStream, parseCachedAnswer, replayAnswer, responseFromAnswer } from '../cache-answer.js';
+import {
+  answerFromResponse,
+  answerFromStream,
+  parseCachedAnswer,
+  replayAnswer,
+  responseFromAnswer,
+} from '../cache-answer.js';
 import type { CacheBackendOptions } from '../cache-backend.js';
 import { CacheBackend } from '../cache-backend.js';
 import { cacheKeyOf } from '../cache-key.js';
@@ -57,13 +63,20 @@ function requestPolicy(ctx: GatewayContext): RequestPolicy {
       ttl = c.ttl;
     }
     if (c.bypass !== undefined) {
-      if (typeof c.bypass !== 'boolean') throw new InvalidRequestError('cache.bypass must be true or false.', 'cache.bypass');
+      if (typeof c.bypass !== 'boolean')
+        throw new InvalidRequestError('cache.bypass must be true or false.', 'cache.bypass');
       bypass = c.bypass;
     }
   }
   // Set by parseRequest from the HTTP header; a host may set it for the programmatic face too.
   const header = ctx.locals.cacheControl;
-  const directives = typeof header === 'string' ? header.toLowerCase().split(',').map((d) => d.trim()) : [];
+  const directives =
+    typeof header === 'string'
+      ? header
+          .toLowerCase()
+          .split(',')
+          .map((d) => d.trim())
+      : [];
   return {
     ttl,
     skip: bypass || directives.includes('no-store'),
@@ -103,12 +116,19 @@ interface Leader {
   resolve(answer: CachedAnswer | undefined): void;
 }
 
+/** What a lookup found: an answer, the lead on this key (a non-stream miss), or neither. */
+interface Found {
+  answer?: CachedAnswer;
+  leader?: Leader;
+}
+
 function answerOf(ctx: GatewayContext, outcome: RequestOutcome, captured: CachedAnswer | undefined) {
   if (outcome.status !== 200) return undefined;
   let answer: CachedAnswer | undefined;
   if (ctx.stream) {
     // A stream reports `done` only when it completed; a cut or failed one never reaches here as a 200.
-    if (outcome.done && typeof outcome.content === 'string') answer = answerFromStream(outcome.done, outcome.content);
+    if (outcome.done && typeof outcome.content === 'string')
+      answer = answerFromStream(outcome.done, outcome.content);
   } else {
     answer = captured ?? (outcome.response ? answerFromResponse(outcome.response) : undefined);
   }
@@ -118,18 +138,6 @@ function answerOf(ctx: GatewayContext, outcome: RequestOutcome, captured: Cached
 export function cacheStage(gateway: Gateway, options: CacheStageOptions = {}): Stage {
   const backend = backendOf(gateway, options);
 
-  /** Waits for an identical request in flight; undefined when there is none or it produced nothing. */
-  async function follow(ctx: GatewayContext, key: string): Promise<CachedAnswer | undefined> {
-    // A leader that failed hands over to the next waiter, who may in turn fail: bounded, then go upstream.
-    for (let round = 0; round < 3; round++) {
-      const inFlight = backend.pending.get(key);
-      if (!inFlight) return undefined;
-      const answer = await untilAborted(inFlight, ctx.signal);
-      if (answer) return answer;
-    }
-    return undefined;
-  }
-
   function lead(key: string): Leader {
     let resolve!: (a: CachedAnswer | undefined) => void;
     const promise = new Promise<CachedAnswer | undefined>((r) => (resolve = r));
@@ -137,19 +145,31 @@ export function cacheStage(gateway: Gateway, options: CacheStageOptions = {}): S
     return { promise, resolve };
   }
 
-  /** An answer, or the leadership of this key for a non-stream miss (taken with no await in between). */
-  async function lookup(ctx: GatewayContext, store: CacheStore, key: string) {
-    if (!ctx.stream) {
-      const waited = await follow(ctx, key);
-      if (waited) return { answer: waited };
+  /**
+   * Waits for an identical request in flight. With `orLead`, takes the lead when there is none: the check
+   * and the taking happen with no await in between, or two waiters could both go upstream.
+   */
+  async function follow(ctx: GatewayContext, key: string, orLead: boolean): Promise<Found> {
+    // A leader that failed hands over to the next waiter, who may fail in turn: bounded, then go upstream.
+    for (let round = 0; round < 3; round++) {
+      const inFlight = backend.pending.get(key);
+      if (!inFlight) return orLead ? { leader: lead(key) } : {};
+      const answer = await untilAborted(inFlight, ctx.signal);
+      if (answer) return { answer };
+    }
+    return {};
+  }
+
+  async function lookup(ctx: GatewayContext, store: CacheStore, key: string): Promise<Found> {
+    // While a leader is in flight its answer is not stored yet: no need to ask the store.
+    if (!ctx.stream && backend.pending.has(key)) {
+      const waited = await follow(ctx, key, false);
+      if (waited.answer) return waited;
     }
     const text = await backend.get(store, key);
     const stored = text === undefined ? undefined : parseCachedAnswer(text);
     if (stored) return { answer: stored };
-    if (ctx.stream) return {};
-    const waited = await follow(ctx, key);
-    if (waited) return { answer: waited };
-    return backend.pending.has(key) ? {} : { leader: lead(key) };
+    return ctx.stream ? {} : follow(ctx, key, true);
   }
 
   function storeOnSuccess(ctx: GatewayContext, store: CacheStore, key: string, ttl: number, leader?: Leader) {

@@ -61,7 +61,10 @@ export function openaiParseRequest(gateway: Gateway): RequestHandler {
       }
       const ctx = res.locals.gateway as GatewayContext;
       ctx.warnings.unshift(...translated.warnings);
-      const state: CompatState = { meta: completionMeta(ctx.receivedAt), includeUsage: translated.includeUsage };
+      const state: CompatState = {
+        meta: completionMeta(ctx.receivedAt),
+        includeUsage: translated.includeUsage,
+      };
       ctx.locals[STATE] = state;
       next();
     });
@@ -84,7 +87,9 @@ export function openaiRespond(): RequestHandler {
     }
     if (ctx.streamEvents) {
       const headers = gatewayHeaders(ctx);
-      writeOpenAIStream(ctx, res, { meta: state.meta, includeUsage: state.includeUsage, headers }).catch(next);
+      writeOpenAIStream(ctx, res, { meta: state.meta, includeUsage: state.includeUsage, headers }).catch(
+        next,
+      );
       return;
     }
     const response = ctx.response;
@@ -123,7 +128,11 @@ function retrieveModelHandler(gateway: Gateway): RequestHandler {
     const id = Array.isArray(raw) ? raw.join('/') : String(raw);
     const found = findOpenAIModel(gateway.runtime, id);
     if (!found) {
-      next(new NotFoundError(`The model \`${id.slice(0, 256)}\` does not exist in this gateway's configuration.`));
+      next(
+        new NotFoundError(
+          `The model \`${id.slice(0, 256)}\` does not exist in this gateway's configuration.`,
+        ),
+      );
       return;
     }
     writeJson(res, 200, found, {});
@@ -143,5 +152,12 @@ export function mountOpenAICompat(
   const onError = openaiErrorHandler(gateway);
   router.get('/v1/models', listModelsHandler(gateway), onError);
   router.get('/v1/models/*model', retrieveModelHandler(gateway), onError);
-  router.post('/v1/chat/completions', jsonBody, openaiParseRequest(gateway), ...chain, openaiRespond(), onError);
+  router.post(
+    '/v1/chat/completions',
+    jsonBody,
+    openaiParseRequest(gateway),
+    ...chain,
+    openaiRespond(),
+    onError,
+  );
 }

@@ -34,7 +34,9 @@ const LABELS = PII_TYPES.map(placeholderLabel);
 const PLACEHOLDER = new RegExp(`\\[(?:${LABELS.join('|')})_\\d{1,6}\\]`, 'g');
 // The longest tail that could still grow into a placeholder: "[", "[EM", "[EMAIL_", "[EMAIL_12".
 const PARTIAL_TAIL = /\[[A-Z0-9_]{0,16}$/;
-const LABEL_PREFIXES = new Set(LABELS.flatMap((l) => [...Array(l.length + 1).keys()].map((n) => l.slice(0, n))));
+const LABEL_PREFIXES = new Set(
+  LABELS.flatMap((l) => [...Array(l.length + 1).keys()].map((n) => l.slice(0, n))),
+);
 
 function couldBePlaceholder(tail: string): boolean {
   const body = tail.slice(1);
@@ -50,14 +52,21 @@ export class PIIScrubber extends Middleware {
 
   constructor(options: PIIScrubberOptions & { name?: string; skipOnError?: boolean } = {}) {
     super({ name: 'pii_scrubber', ...options });
-    checkOptionKeys(this.name, options as Record<string, unknown>, ['restore', 'types', 'name', 'skipOnError']);
+    checkOptionKeys(this.name, options as Record<string, unknown>, [
+      'restore',
+      'types',
+      'name',
+      'skipOnError',
+    ]);
     if (options.restore !== undefined && typeof options.restore !== 'boolean') {
       throw new ConfigError(`middleware ${this.name}.restore: must be true or false.`);
     }
     const types = options.types ?? PII_TYPES;
     const unknown = Array.isArray(types) ? types.filter((t) => !PII_TYPES.includes(t)) : ['(not a list)'];
     if (unknown.length) {
-      throw new ConfigError(`middleware ${this.name}.types: unknown ${unknown.join(', ')}. Use any of ${PII_TYPES.join(', ')}.`);
+      throw new ConfigError(
+        `middleware ${this.name}.types: unknown ${unknown.join(', ')}. Use any of ${PII_TYPES.join(', ')}.`,
+      );
     }
     this.restore = options.restore ?? false;
     this.types = types;
@@ -89,7 +98,12 @@ export class PIIScrubber extends Middleware {
   }
 
   override preRequest(request: ChatRequest, ctx: GatewayContext): ChatRequest {
-    const state: RequestState = { byValue: new Map(), byPlaceholder: new Map(), counters: new Map(), pending: '' };
+    const state: RequestState = {
+      byValue: new Map(),
+      byPlaceholder: new Map(),
+      counters: new Map(),
+      pending: '',
+    };
     this.states.set(ctx, state);
     for (const m of request.messages) {
       if (typeof m.content === 'string') m.content = this.scrub(m.content, state);

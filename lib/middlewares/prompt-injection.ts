@@ -35,13 +35,23 @@ export class PromptInjectionDetector extends Middleware {
 
   constructor(options: PromptInjectionOptions & { name?: string; skipOnError?: boolean } = {}) {
     super({ name: 'prompt_injection_detector', ...options });
-    checkOptionKeys(this.name, options as Record<string, unknown>, ['mode', 'threshold', 'roles', 'name', 'skipOnError']);
+    checkOptionKeys(this.name, options as Record<string, unknown>, [
+      'mode',
+      'threshold',
+      'roles',
+      'name',
+      'skipOnError',
+    ]);
     if (options.mode !== undefined && options.mode !== 'flag' && options.mode !== 'block') {
-      throw new ConfigError(`middleware ${this.name}.mode: must be "flag" or "block", got ${JSON.stringify(options.mode)}.`);
+      throw new ConfigError(
+        `middleware ${this.name}.mode: must be "flag" or "block", got ${JSON.stringify(options.mode)}.`,
+      );
     }
     const t = options.threshold;
     if (t !== undefined && (typeof t !== 'number' || !(t > 0 && t <= 1))) {
-      throw new ConfigError(`middleware ${this.name}.threshold: must be a number above 0 and at most 1, e.g. 0.5.`);
+      throw new ConfigError(
+        `middleware ${this.name}.threshold: must be a number above 0 and at most 1, e.g. 0.5.`,
+      );
     }
     const roles = options.roles ?? ['user', 'tool'];
     if (!Array.isArray(roles) || !roles.length || roles.some((r) => !ROLES.includes(r))) {

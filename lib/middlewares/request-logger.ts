@@ -58,12 +58,16 @@ export class RequestLogger extends Middleware {
     if (options.level !== undefined && options.level !== 'info' && options.level !== 'debug') {
       throw new ConfigError(`middleware ${this.name}.level: must be "info" or "debug".`);
     }
-    if (options.destination !== undefined && (typeof options.destination !== 'string' || !options.destination)) {
+    if (
+      options.destination !== undefined &&
+      (typeof options.destination !== 'string' || !options.destination)
+    ) {
       throw new ConfigError(`middleware ${this.name}.destination: give "stdout", "stderr" or a file path.`);
     }
     this.includeContent = options.include_content ?? false;
     this.level = options.level ?? 'info';
-    this.target = options.logger ?? (options.destination ? destinationLogger(options.destination) : undefined);
+    this.target =
+      options.logger ?? (options.destination ? destinationLogger(options.destination) : undefined);
   }
 
   private clean(text: string, ctx: GatewayContext): string {
@@ -73,7 +77,10 @@ export class RequestLogger extends Middleware {
   override preRequest(request: ChatRequest, ctx: GatewayContext): void {
     const captured: Captured = { answer: '' };
     if (this.includeContent) {
-      captured.request = request.messages.map((m) => ({ role: m.role, content: this.clean(m.content ?? '', ctx) }));
+      captured.request = request.messages.map((m) => ({
+        role: m.role,
+        content: this.clean(m.content ?? '', ctx),
+      }));
     }
     this.captured.set(ctx, captured);
     ctx.outcomeHooks.push((outcome) => this.write(outcome, ctx));
@@ -116,7 +123,9 @@ export class RequestLogger extends Middleware {
       attempts: ctx.attempts.length,
     };
     if (ctx.attempts.length > 1) {
-      line.attempt_errors = ctx.attempts.map((a) => `${a.provider}/${a.model}: ${a.error_kind ?? a.status ?? 'ok'}`);
+      line.attempt_errors = ctx.attempts.map(
+        (a) => `${a.provider}/${a.model}: ${a.error_kind ?? a.status ?? 'ok'}`,
+      );
     }
     if (outcome.error) {
       line.error_type = outcome.error.kind;
@@ -129,7 +138,8 @@ export class RequestLogger extends Middleware {
     }
     for (const k of Object.keys(line)) if (line[k] === undefined) delete line[k];
     const logger = this.target ?? ctx.runtime.logger;
-    const write = this.level === 'debug' && logger.debug ? logger.debug.bind(logger) : logger.info.bind(logger);
+    const write =
+      this.level === 'debug' && logger.debug ? logger.debug.bind(logger) : logger.info.bind(logger);
     write(line, 'gateway request');
   }
 }

@@ -67,7 +67,8 @@ export async function* unifiedStream(
         yield { type: 'chunk', chunk: { delta: part.text, provider, model } };
         break;
       case 'tool_calls':
-        toolCalls = part.tool_calls;
+        // Adapters may emit calls in several parts; every one of them belongs in `done`.
+        toolCalls = [...(toolCalls ?? []), ...part.tool_calls];
         yield { type: 'chunk', chunk: { delta: '', provider, model, tool_calls: part.tool_calls } };
         break;
       case 'finish':

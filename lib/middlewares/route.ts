@@ -35,13 +35,13 @@ interface RouteRun {
 }
 
 /** One call to one target; throws a GatewayError on any failure. */
-async function attemptOnce(ctx: GatewayContext, t: PlannedTarget, signal: AbortSignal): Promise<Success> {
-  const target: Target = {
-    provider: t.provider.config,
-    model: t.model,
-    apiKey: ctx.runtime.nextKey(t.provider),
-    stream: ctx.stream,
-  };
+async function attemptOnce(
+  ctx: GatewayContext,
+  t: PlannedTarget,
+  apiKey: string | undefined,
+  signal: AbortSignal,
+): Promise<Success> {
+  const target: Target = { provider: t.provider.config, model: t.model, apiKey, stream: ctx.stream };
   if (!ctx.stream) {
     return {
       type: 'json',
@@ -96,10 +96,13 @@ async function tryTarget(run: RouteRun, t: PlannedTarget): Promise<Success | Gat
   const name = t.provider.config.name;
   const breaker = run.breakers.for(name);
   const since = performance.now();
+  let keyRetries = 0;
   for (let retry = 0; ; retry++) {
     const started = performance.now();
+    let apiKey: string | undefined;
     try {
-      const success = await attemptOnce(ctx, t, deadline.signal);
+      apiKey = ctx.runtime.nextKey(t.provider);
+      const success = await attemptOnce(ctx, t, apiKey, deadline.signal);
       record(ctx, t, started);
       logTransition(run, name, breaker.onSuccess());
       return success;
@@ -113,6 +116,14 @@ async function tryTarget(run: RouteRun, t: PlannedTarget): Promise<Success | Gat
         throw deadline.expired ? deadline.error(ctx.attempts) : error;
       }
       record(ctx, t, started, error);
+      t.provider.keys.report(apiKey, error);
+      // A key the provider refused leaves the rotation; the next key gets the request at once, so that a
+      // revoked key costs no request as long as another one works.
+      if (error.upstreamStatus === 401 && keyRetries < t.provider.keys.size - 1 && t.provider.keys.hasUsableKey()) {
+        keyRetries += 1;
+        retry -= 1;
+        continue;
+      }
       // Only failures another attempt may cure count against the provider; a 400 proves it is up.
       logTransition(run, name, error.retryable ? breaker.onFailure(settings.breaker) : breaker.onSuccess());
       if (!error.retryable || retry >= t.provider.config.maxRetries) return error;

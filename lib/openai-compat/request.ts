@@ -16,7 +16,16 @@ export interface TranslatedRequest {
 }
 
 /** Fields copied unchanged: the unified request uses OpenAI's names and shapes for them. */
-const SAME_FIELDS = ['model', 'temperature', 'top_p', 'stop', 'tools', 'tool_choice', 'user', 'metadata'] as const;
+const SAME_FIELDS = [
+  'model',
+  'temperature',
+  'top_p',
+  'stop',
+  'tools',
+  'tool_choice',
+  'user',
+  'metadata',
+] as const;
 
 /** Accepted but without effect here; the client is told through a warning. */
 const IGNORED_FIELDS = new Set([
@@ -59,12 +68,16 @@ function translateMessage(raw: unknown, i: number, warnings: string[]): unknown 
   if (!isPlainObject(raw)) return raw;
   const at = `messages[${i}]`;
   if (raw.role === 'function' || raw.function_call !== undefined) {
-    fail(`${at}: the legacy "function" role and function_call are not supported; use tools and tool_calls.`, at);
+    fail(
+      `${at}: the legacy "function" role and function_call are not supported; use tools and tool_calls.`,
+      at,
+    );
   }
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(raw)) {
     if (MESSAGE_FIELDS.has(key)) out[key] = value;
-    else if (!(ECHOED_MESSAGE_FIELDS.has(key) && isEmpty(value))) warnings.push(`${at}.${key.slice(0, 64)} was ignored`);
+    else if (!(ECHOED_MESSAGE_FIELDS.has(key) && isEmpty(value)))
+      warnings.push(`${at}.${key.slice(0, 64)} was ignored`);
   }
   // "developer" is OpenAI's newer name for system instructions; every provider knows them as system.
   if (raw.role === 'developer') out.role = 'system';
@@ -90,7 +103,10 @@ function refuseUnsupported(body: Record<string, unknown>): void {
     fail('n must be 1: the gateway returns a single choice.', 'n');
   }
   if (body.functions !== undefined || body.function_call !== undefined) {
-    fail('functions and function_call are deprecated and not supported; use tools and tool_choice.', 'functions');
+    fail(
+      'functions and function_call are deprecated and not supported; use tools and tool_choice.',
+      'functions',
+    );
   }
   const format = body.response_format;
   if (format !== undefined && format !== null && !(isPlainObject(format) && format.type === 'text')) {
@@ -101,7 +117,8 @@ function refuseUnsupported(body: Record<string, unknown>): void {
   if (Array.isArray(modalities) && modalities.some((m) => m !== 'text')) {
     fail('Only the "text" modality is supported by the gateway.', 'modalities');
   }
-  if (body.audio !== undefined && body.audio !== null) fail('audio output is not supported by the gateway.', 'audio');
+  if (body.audio !== undefined && body.audio !== null)
+    fail('audio output is not supported by the gateway.', 'audio');
 }
 
 function streamOptionsOf(body: Record<string, unknown>, stream: boolean): boolean {
@@ -166,7 +183,11 @@ export function translateOpenAIRequest(raw: unknown): TranslatedRequest {
   for (const key of Object.keys(raw)) {
     if (HANDLED_FIELDS.has(key)) continue;
     const name = key.slice(0, 64);
-    warnings.push(IGNORED_FIELDS.has(key) ? `${name} is not supported and was ignored` : `unknown field "${name}" was ignored`);
+    warnings.push(
+      IGNORED_FIELDS.has(key)
+        ? `${name} is not supported and was ignored`
+        : `unknown field "${name}" was ignored`,
+    );
   }
   return { body, stream, includeUsage, warnings };
 }

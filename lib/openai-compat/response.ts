@@ -47,13 +47,18 @@ export function toOpenAIUsage(usage: Usage): OpenAIUsage {
     completion_tokens: usage.completion_tokens,
     total_tokens: usage.total_tokens,
   };
-  if (usage.cached_prompt_tokens !== undefined) out.prompt_tokens_details = { cached_tokens: usage.cached_prompt_tokens };
+  if (usage.cached_prompt_tokens !== undefined)
+    out.prompt_tokens_details = { cached_tokens: usage.cached_prompt_tokens };
   return out;
 }
 
 /** A copy, so that nothing a client does with the body can reach the gateway's cached objects. */
 export function toOpenAIToolCalls(calls: ToolCall[]): ToolCall[] {
-  return calls.map((c) => ({ id: c.id, type: 'function', function: { name: c.function.name, arguments: c.function.arguments } }));
+  return calls.map((c) => ({
+    id: c.id,
+    type: 'function',
+    function: { name: c.function.name, arguments: c.function.arguments },
+  }));
 }
 
 export function toChatCompletion(response: ChatResponse, meta: CompletionMeta) {

@@ -41,7 +41,9 @@ function chunkWriter(res: Response, options: OpenAIStreamOptions) {
     // OpenAI's first delta always names the role; clients that assemble messages rely on it.
     const first = roleSent ? {} : { role: 'assistant', content: '' };
     roleSent = true;
-    write(model, { choices: [{ index: 0, delta: { ...first, ...d }, logprobs: null, finish_reason: finish }] });
+    write(model, {
+      choices: [{ index: 0, delta: { ...first, ...d }, logprobs: null, finish_reason: finish }],
+    });
   };
   const toolCalls = (model: string, calls: ToolCall[]) => {
     toolCallsSent = true;
@@ -66,7 +68,11 @@ function chunkWriter(res: Response, options: OpenAIStreamOptions) {
   };
 }
 
-export async function writeOpenAIStream(ctx: GatewayContext, res: Response, options: OpenAIStreamOptions): Promise<void> {
+export async function writeOpenAIStream(
+  ctx: GatewayContext,
+  res: Response,
+  options: OpenAIStreamOptions,
+): Promise<void> {
   const events = ctx.streamEvents![Symbol.asyncIterator]();
   // The first event is awaited before the status line, so a failure there still gets its own HTTP status
   // (and an OpenAI SDK its typed error) from the error handler.

@@ -38,14 +38,21 @@ export class MemoryCacheStore implements CacheStore {
 
   constructor(options: MemoryCacheStoreOptions = {}) {
     if (options.maxBytes !== undefined) checkPositive('maxBytes', options.maxBytes);
-    if (options.checkPeriodSeconds !== undefined) checkPositive('checkPeriodSeconds', options.checkPeriodSeconds);
+    if (options.checkPeriodSeconds !== undefined)
+      checkPositive('checkPeriodSeconds', options.checkPeriodSeconds);
     if (options.now !== undefined && typeof options.now !== 'function') {
-      throw new ConfigError('MemoryCacheStore: now must be a function returning milliseconds, like Date.now.');
+      throw new ConfigError(
+        'MemoryCacheStore: now must be a function returning milliseconds, like Date.now.',
+      );
     }
     this.budget = options.maxBytes ?? 512 * 1024 * 1024;
     this.now = options.now ?? Date.now;
     // useClones: false: values are immutable strings, and cloning every read would cost on the hot path.
-    this.cache = new NodeCache({ stdTTL: 0, checkperiod: options.checkPeriodSeconds ?? 60, useClones: false });
+    this.cache = new NodeCache({
+      stdTTL: 0,
+      checkperiod: options.checkPeriodSeconds ?? 60,
+      useClones: false,
+    });
     // node-cache deletes expired entries itself (sweep or read); keep the byte count in step.
     this.cache.on('del', (key: string) => this.untrack(key));
   }

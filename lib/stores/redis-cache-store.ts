@@ -27,7 +27,9 @@ const CONNECTING = new Set(['wait', 'connecting', 'connect']);
 
 function checkMs(name: string, v: unknown): void {
   if (v !== undefined && (typeof v !== 'number' || !Number.isFinite(v) || v <= 0)) {
-    throw new ConfigError(`RedisCacheStore: ${name} must be a positive number of milliseconds; got ${JSON.stringify(v)}.`);
+    throw new ConfigError(
+      `RedisCacheStore: ${name} must be a positive number of milliseconds; got ${JSON.stringify(v)}.`,
+    );
   }
 }
 

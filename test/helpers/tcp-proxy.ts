@@ -15,7 +15,10 @@ export interface TcpProxy {
   close(): Promise<void>;
 }
 
-export async function startTcpProxy(target: { host: string; port: number }, scheme = 'redis'): Promise<TcpProxy> {
+export async function startTcpProxy(
+  target: { host: string; port: number },
+  scheme = 'redis',
+): Promise<TcpProxy> {
   const sockets = new Set<net.Socket>();
   let stalled = false;
   let server: net.Server | undefined;

@@ -77,11 +77,13 @@ export interface InjectionReport extends TypeStats {
   benign: number;
 }
 
-export function measureInjection(threshold = 0.5): InjectionReport {
-  const corpus = JSON.parse(readFileSync(fixture('injection-corpus.json'), 'utf8')) as {
+export function measureInjection(threshold = 0.5, set?: 'dev' | 'holdout'): InjectionReport {
+  const all = JSON.parse(readFileSync(fixture('injection-corpus.json'), 'utf8')) as {
     text: string;
     attack: boolean;
+    set: 'dev' | 'holdout';
   }[];
+  const corpus = set ? all.filter((c) => c.set === set) : all;
   let tp = 0;
   let fp = 0;
   let fn = 0;

@@ -3,7 +3,9 @@ import { measurePII } from './evaluate.js';
 
 for (const set of ['dev', 'holdout', undefined] as const) {
   const r = measurePII(set);
-  console.log(`${set ?? 'all'}: ${r.lines} lines; ${r.falsePositives.length} false positives, ${r.misses.length} misses`);
+  console.log(
+    `${set ?? 'all'}: ${r.lines} lines; ${r.falsePositives.length} false positives, ${r.misses.length} misses`,
+  );
 }
 const report = measurePII();
 console.log(`\nPII corpus (all ${report.lines} lines):`);
@@ -14,6 +16,8 @@ for (const [type, s] of Object.entries(report.perType)) {
   );
 }
 console.log(`\nFalse positives (${report.falsePositives.length}):`);
-for (const f of report.falsePositives) console.log(`  [${f.type}] ${JSON.stringify(f.value)} in ${JSON.stringify(f.text)}`);
+for (const f of report.falsePositives)
+  console.log(`  [${f.type}] ${JSON.stringify(f.value)} in ${JSON.stringify(f.text)}`);
 console.log(`\nMisses (${report.misses.length}):`);
-for (const m of report.misses) console.log(`  [${m.type}] ${JSON.stringify(m.value)} in ${JSON.stringify(m.text)}`);
+for (const m of report.misses)
+  console.log(`  [${m.type}] ${JSON.stringify(m.value)} in ${JSON.stringify(m.text)}`);

@@ -20,7 +20,11 @@ import { silentLogger } from '../lib/logger.js';
 const dir = mkdtempSync(join(tmpdir(), 'gw-analytics-bench-'));
 
 async function writeThroughput(batchSize: number, total: number): Promise<number> {
-  const store = new AnalyticsStore({ storage: 'sqlite', sqlitePath: join(dir, `w${batchSize}.db`), postgresUrl: undefined });
+  const store = new AnalyticsStore({
+    storage: 'sqlite',
+    sqlitePath: join(dir, `w${batchSize}.db`),
+    postgresUrl: undefined,
+  });
   await store.ready();
   const gateway = new Gateway({
     providers: { openai: { api_key: 'bench', models: ['gpt-4o-mini'] } },
@@ -47,9 +51,13 @@ async function writeThroughput(batchSize: number, total: number): Promise<number
 }
 
 function sample(gateway: Gateway) {
-  const ctx = gateway.createContext({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] }, false, {
-    user: 'bench-user',
-  });
+  const ctx = gateway.createContext(
+    { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] },
+    false,
+    {
+      user: 'bench-user',
+    },
+  );
   ctx.attempts.push({ provider: 'openai', model: 'gpt-4o-mini', status: 200, latency_ms: 120 });
   const outcome: RequestOutcome = {
     status: 200,
@@ -86,7 +94,11 @@ async function hookCost() {
     providers: { openai: { api_key: 'bench', models: ['gpt-4o-mini'] } },
     analytics: { sqlite_path: join(dir, 'hook.db'), flush_interval_ms: 600_000, batch_size: 10_000_000 },
   });
-  const analytics = new Analytics({ current: () => config.analytics, logger: silentLogger, maxBufferedRows: 50_000_000 });
+  const analytics = new Analytics({
+    current: () => config.analytics,
+    logger: silentLogger,
+    maxBufferedRows: 50_000_000,
+  });
   const gateway = new Gateway({
     providers: { openai: { api_key: 'bench', models: ['gpt-4o-mini'] } },
     analytics: { enabled: false },
@@ -105,7 +117,7 @@ async function hookCost() {
   });
   const result = {
     'recordOutcome (whole hook)': perCallMicros(15, 20_000, () => analytics.recordOutcome(outcome, live)),
-    'rowsFromOutcome': perCallMicros(15, 20_000, () => rowsFromOutcome(outcome, ctx)),
+    rowsFromOutcome: perCallMicros(15, 20_000, () => rowsFromOutcome(outcome, ctx)),
     'metrics.observe': perCallMicros(15, 20_000, () => metrics.observe(rows)),
     'recorder.push x2 (request + attempt row)': perCallMicros(15, 20_000, () => {
       recorder.push(rows[0]!);
@@ -122,7 +134,9 @@ try {
   console.log(`node ${process.version}`);
   for (const batch of [100, 1000]) {
     const rate = await writeThroughput(batch, 50_000);
-    console.log(`SQLite write: ${Math.round(rate).toLocaleString('en-US')} rows/s (50,000 rows, batch_size ${batch})`);
+    console.log(
+      `SQLite write: ${Math.round(rate).toLocaleString('en-US')} rows/s (50,000 rows, batch_size ${batch})`,
+    );
   }
   for (const [name, us] of Object.entries(await hookCost())) {
     console.log(`hook cost, ${name}: ${us.toFixed(2)} µs per request`);

@@ -112,7 +112,11 @@ export async function main() {
     fetch(`${base}/ai/chat`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-team': team },
-      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }], metadata: { team } }),
+      body: JSON.stringify({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'hi' }],
+        metadata: { team },
+      }),
     });
   const statuses: number[] = [];
   for (let i = 0; i < 3; i++) {

@@ -36,7 +36,12 @@ export async function main(options: { log?: (line: string) => void; logger?: Log
     routing: { primary: `openai/${MODEL}`, fallbacks: [FALLBACK] },
     cache: { backend: 'memory', ttl_seconds: 600 },
     rate_limiting: { per_user_rpm: 5 },
-    analytics: { enabled: true, storage: 'sqlite', sqlite_path: path.join(dir, 'analytics.db'), flush_interval_ms: 100 },
+    analytics: {
+      enabled: true,
+      storage: 'sqlite',
+      sqlite_path: path.join(dir, 'analytics.db'),
+      flush_interval_ms: 100,
+    },
     // The demo prints its own narration; the gateway's JSON logs would drown it.
     logger: options.logger ?? silentLogger,
   });
@@ -62,12 +67,16 @@ export async function main(options: { log?: (line: string) => void; logger?: Log
     step('1. A request');
     const first = await chat('What is an AI gateway?');
     log(`   ${first.res.status} ${first.body.provider}/${first.body.model}: "${first.body.content}"`);
-    log(`   usage ${JSON.stringify(first.body.usage)}, cost $${first.body.cost}, ${first.body.latency_ms} ms`);
+    log(
+      `   usage ${JSON.stringify(first.body.usage)}, cost $${first.body.cost}, ${first.body.latency_ms} ms`,
+    );
     expect(first.res.status === 200 && first.body.provider === 'openai', 'answered by the primary, OpenAI');
 
     step('2. The same request again: a cache hit');
     const again = await chat('What is an AI gateway?');
-    log(`   ${again.res.status} X-Gateway-Cache: ${again.res.headers.get('x-gateway-cache')}, cached: ${again.body.cached}`);
+    log(
+      `   ${again.res.status} X-Gateway-Cache: ${again.res.headers.get('x-gateway-cache')}, cached: ${again.body.cached}`,
+    );
     log(`   upstream calls so far: ${openai.requests.length} (the second answer never left the gateway)`);
     expect(again.body.cached === true && openai.requests.length === 1, 'served from the cache');
 
@@ -91,26 +100,39 @@ export async function main(options: { log?: (line: string) => void; logger?: Log
       log(`   429 ${refused.body.error.type}: ${refused.body.error.message}`);
       log(`   Retry-After: ${refused.res.headers.get('retry-after')} s`);
     }
-    expect(statuses.slice(0, 5).every((s) => s === 200) && statuses[5] === 429, 'the sixth request was refused');
+    expect(
+      statuses.slice(0, 5).every((s) => s === 200) && statuses[5] === 429,
+      'the sixth request was refused',
+    );
 
     step('5. A stream');
     const res = await fetch(`${base}/chat/stream`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'x-user-id': 'bob' },
-      body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'count one two three four' }] }),
+      body: JSON.stringify({
+        model: MODEL,
+        messages: [{ role: 'user', content: 'count one two three four' }],
+      }),
     });
     const text = await res.text();
-    const deltas = [...text.matchAll(/^data: (\{"delta".*)$/gm)].map((m) => JSON.parse(m[1]!).delta as string);
+    const deltas = [...text.matchAll(/^data: (\{"delta".*)$/gm)].map(
+      (m) => JSON.parse(m[1]!).delta as string,
+    );
     const done = /event: done\ndata: (.*)/.exec(text);
     log(`   ${deltas.length} chunks: ${deltas.map((d) => JSON.stringify(d)).join(' ')}`);
     if (done) log(`   done: ${done[1]}`);
-    expect(deltas.join('') === 'echo: count one two three four' && done !== null, 'streamed chunk by chunk, then done');
+    expect(
+      deltas.join('') === 'echo: count one two three four' && done !== null,
+      'streamed chunk by chunk, then done',
+    );
 
     step('6. The statistics');
     await gateway.analytics.flush();
     const stats = await gateway.analytics.summary();
     if (stats.enabled) {
-      log(`   requests ${stats.total_requests}, errors ${stats.total_errors}, cache hits ${stats.cache_hits}`);
+      log(
+        `   requests ${stats.total_requests}, errors ${stats.total_errors}, cache hits ${stats.cache_hits}`,
+      );
       log(`   rate limited ${stats.rate_limited}, fallbacks ${stats.fallbacks}, streams ${stats.streams}`);
       log(`   cost $${stats.total_cost}, saved by the cache $${stats.total_cost_saved}`);
       // A refused request never reached a provider: its row has none.
@@ -134,7 +156,11 @@ export async function main(options: { log?: (line: string) => void; logger?: Log
     await anthropic.close();
     rmSync(dir, { recursive: true, force: true });
   }
-  log(failures.length ? `\nDemo finished with ${failures.length} surprise(s).` : '\nDemo finished: all steps as described.');
+  log(
+    failures.length
+      ? `\nDemo finished with ${failures.length} surprise(s).`
+      : '\nDemo finished: all steps as described.',
+  );
   return { failures };
 }
 

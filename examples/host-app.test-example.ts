@@ -23,9 +23,17 @@ describe('host app: /ai routes against fake providers', () => {
     host = createApp({
       providers: {
         openai: { api_key: 'test-key', base_url: openai.baseUrl, models: ['gpt-4o-mini'], max_retries: 0 },
-        anthropic: { api_key: 'test-key', base_url: anthropic.baseUrl, models: ['claude-3-5-haiku-20241022'] },
+        anthropic: {
+          api_key: 'test-key',
+          base_url: anthropic.baseUrl,
+          models: ['claude-3-5-haiku-20241022'],
+        },
       },
-      routing: { aliases: { chat: { primary: 'openai/gpt-4o-mini', fallbacks: ['anthropic/claude-3-5-haiku-20241022'] } } },
+      routing: {
+        aliases: {
+          chat: { primary: 'openai/gpt-4o-mini', fallbacks: ['anthropic/claude-3-5-haiku-20241022'] },
+        },
+      },
       analytics: { enabled: false },
       logger: silentLogger, // the fallback test would log its failed attempt
     });

@@ -15,7 +15,13 @@ export async function main(log: (line: string) => void = console.log, logger?: L
   const gateway = new Gateway({
     providers: [
       // maxRetries 0: fall back at the first failure (the default retries twice first).
-      new Provider({ name: 'openai', apiKey: 'test-key', baseUrl: openai.baseUrl, models: ['gpt-4o-mini'], maxRetries: 0 }),
+      new Provider({
+        name: 'openai',
+        apiKey: 'test-key',
+        baseUrl: openai.baseUrl,
+        models: ['gpt-4o-mini'],
+        maxRetries: 0,
+      }),
       new Provider({
         name: 'anthropic',
         apiKey: 'test-key',
@@ -24,7 +30,9 @@ export async function main(log: (line: string) => void = console.log, logger?: L
       }),
     ],
     routing: {
-      aliases: { smart: { primary: 'openai/gpt-4o-mini', fallbacks: ['anthropic/claude-3-5-haiku-20241022'] } },
+      aliases: {
+        smart: { primary: 'openai/gpt-4o-mini', fallbacks: ['anthropic/claude-3-5-haiku-20241022'] },
+      },
     },
     cacheBackend: 'memory',
     cacheTtl: 3600,
@@ -32,10 +40,17 @@ export async function main(log: (line: string) => void = console.log, logger?: L
     ...(logger ? { logger } : {}),
   });
   try {
-    const r = await gateway.chat({ model: 'smart', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 200 });
+    const r = await gateway.chat({
+      model: 'smart',
+      messages: [{ role: 'user', content: 'Hi' }],
+      max_tokens: 200,
+    });
     log(`chat: ${r.content} (provider ${r.provider}, cost $${r.cost})`);
 
-    const stream = gateway.chatStream({ model: 'smart', messages: [{ role: 'user', content: 'stream me please' }] });
+    const stream = gateway.chatStream({
+      model: 'smart',
+      messages: [{ role: 'user', content: 'stream me please' }],
+    });
     let text = '';
     for await (const c of stream) text += c.delta;
     const done = await stream.done;
@@ -43,7 +58,10 @@ export async function main(log: (line: string) => void = console.log, logger?: L
 
     // The first provider answers 503 once: the request falls back to the second, invisibly to the caller.
     openai.fault({ status: 503, times: 1 });
-    const fallback = await gateway.chat({ model: 'smart', messages: [{ role: 'user', content: 'still there?' }] });
+    const fallback = await gateway.chat({
+      model: 'smart',
+      messages: [{ role: 'user', content: 'still there?' }],
+    });
     log(`fallback: ${fallback.content} (provider ${fallback.provider})`);
     return { chat: r, streamed: text, done, fallback };
   } finally {

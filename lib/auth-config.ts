@@ -44,7 +44,9 @@ export function authProblems(auth: AuthFileConfig | undefined): string[] {
   (auth.keys ?? []).forEach((k, i) => {
     const at = `auth.keys[${i}]`;
     if ((k.key === undefined) === (k.key_sha256 === undefined)) {
-      problems.push(`${at}: set exactly one of \`key\` (the plain key) or \`key_sha256\` (its SHA-256 in hex).`);
+      problems.push(
+        `${at}: set exactly one of \`key\` (the plain key) or \`key_sha256\` (its SHA-256 in hex).`,
+      );
       return;
     }
     if (k.key !== undefined) {

@@ -108,7 +108,8 @@ export class KeyStore {
     const hex = digest.toString('hex');
     const stored = this.index(auth).get(hex) ?? this.created.get(hex);
     // The Map lookup keys on the digest, which a guesser cannot steer; the constant-time compare confirms.
-    if (!stored || !timingSafeEqual(stored.digest, digest) || this.revoked.has(stored.key.id)) return undefined;
+    if (!stored || !timingSafeEqual(stored.digest, digest) || this.revoked.has(stored.key.id))
+      return undefined;
     const { key } = stored;
     return {
       user: key.user,
@@ -179,7 +180,9 @@ export class KeyStore {
       ...(s.createdAt ? { created_at: s.createdAt } : {}),
     });
     return [
-      ...[...this.index(auth).values()].filter((s) => !this.revoked.has(s.key.id)).map((s) => describe(s, 'config')),
+      ...[...this.index(auth).values()]
+        .filter((s) => !this.revoked.has(s.key.id))
+        .map((s) => describe(s, 'config')),
       ...[...this.created.values()].map((s) => describe(s, 'api')),
     ];
   }
@@ -237,7 +240,11 @@ export function identityFrom(value: unknown): AuthIdentity | undefined {
  * Whether `model` (bare, `provider/model`, or an alias) is one of `allowed`. A qualified name counts when
  * it is listed as such or when its provider is configured and the bare model is listed.
  */
-export function modelAllowed(model: string, allowed: readonly string[], providerNames: Iterable<string>): boolean {
+export function modelAllowed(
+  model: string,
+  allowed: readonly string[],
+  providerNames: Iterable<string>,
+): boolean {
   if (allowed.includes(model)) return true;
   const slash = model.indexOf('/');
   if (slash <= 0) return false;

@@ -23,6 +23,19 @@ export type { RoutingPolicyOptions, AliasPolicyOptions } from './routing-policy.
 export { BreakerRegistry, CircuitBreaker } from './breaker.js';
 export type { BreakerRegistryOptions, BreakerSettings, BreakerSnapshot, BreakerState } from './breaker.js';
 export { analyticsStage } from './middlewares/analytics.js';
+// Request/response middlewares and the built-ins the config can name.
+export { Middleware } from './middleware.js';
+export type { ChunkResult, CommonMiddlewareOptions } from './middleware.js';
+export { middlewareStage, builtinMiddlewares } from './middlewares/middleware-stage.js';
+export { PIIScrubber } from './middlewares/pii-scrubber.js';
+export type { PIIScrubberOptions } from './middlewares/pii-scrubber.js';
+export { RequestLogger } from './middlewares/request-logger.js';
+export type { RequestLoggerOptions } from './middlewares/request-logger.js';
+export { PromptInjectionDetector, PROMPT_INJECTION_HEADER } from './middlewares/prompt-injection.js';
+export type { PromptInjectionOptions, PromptInjectionResult } from './middlewares/prompt-injection.js';
+export { findPII, scrubPII, PII_TYPES } from './pii-detectors.js';
+export type { PIIType, PIIMatch } from './pii-detectors.js';
+export { scoreInjection } from './injection-patterns.js';
 export { stats } from './middlewares/stats.js';
 export { metrics } from './middlewares/metrics.js';
 export { Analytics } from './analytics/index.js';

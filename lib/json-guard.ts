@@ -29,7 +29,8 @@ interface Frame {
 function pathOf(frame: Frame | undefined, last?: string | number): string {
   const parts: (string | number)[] = last === undefined ? [] : [last];
   for (let f = frame; f && f.parent; f = f.parent) parts.unshift(f.key);
-  const path = parts.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('') || 'body';
+  const path =
+    parts.map((p, i) => (typeof p === 'number' ? `[${p}]` : i === 0 ? p : `.${p}`)).join('') || 'body';
   // A 10,000-deep path is no help to anyone reading the error.
   return path.length > 200 ? `${path.slice(0, 200)}…` : path;
 }

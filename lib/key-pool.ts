@@ -19,6 +19,8 @@ interface KeyState {
 /** Per-gateway memory of key health, shared by every runtime (config snapshot) of that gateway. */
 export class KeyHealthRegistry {
   private readonly states = new Map<string, KeyState>();
+  /** The keys of the newest config, per provider: a request still on an older config can switch to them. */
+  private readonly latest = new Map<string, readonly string[]>();
   constructor(private readonly now: () => number = Date.now) {}
 
   stateOf(provider: string, key: string): KeyState {
@@ -31,12 +33,17 @@ export class KeyHealthRegistry {
     return state;
   }
 
+  latestKeys(provider: string): readonly string[] {
+    return this.latest.get(provider) ?? [];
+  }
+
   clock(): number {
     return this.now();
   }
 
   /** Forgets keys no longer configured, so the registry does not grow with every rotation. */
   retain(provider: string, keys: readonly string[]): void {
+    this.latest.set(provider, keys);
     const keep = new Set(keys.map((k) => `${provider}:${fingerprint(k)}`));
     for (const id of this.states.keys()) {
       if (id.startsWith(`${provider}:`) && !keep.has(id)) this.states.delete(id);
@@ -67,6 +74,18 @@ export class KeyPool {
     return this.keys.length;
   }
 
+  /**
+   * A key of a newer config than this pool's, after `refused` got a 401: a request that started before a
+   * key rotation finishes with the new key instead of failing on the revoked one.
+   */
+  newerKey(refused: string | undefined): string | undefined {
+    return this.registry
+      .latestKeys(this.provider)
+      .find(
+        (k) => k !== refused && !this.keys.includes(k) && !this.registry.stateOf(this.provider, k).revoked,
+      );
+  }
+
   hasUsableKey(): boolean {
     return this.keys.some((k) => !this.registry.stateOf(this.provider, k).revoked);
   }
@@ -87,7 +106,9 @@ export class KeyPool {
     if (ready.length === 0) {
       // All resting: the one whose rest ends first is the best bet.
       return candidates.reduce((a, b) =>
-        this.registry.stateOf(this.provider, a).restUntil <= this.registry.stateOf(this.provider, b).restUntil ? a : b,
+        this.registry.stateOf(this.provider, a).restUntil <= this.registry.stateOf(this.provider, b).restUntil
+          ? a
+          : b,
       );
     }
     if (this.strategy === 'least_recently_rate_limited') {
@@ -104,11 +125,17 @@ export class KeyPool {
   }
 
   /** Feeds back how an attempt with `key` went. */
-  report(key: string | undefined, outcome: { kind?: string; upstreamStatus?: number; retryAfterMs?: number }): void {
+  report(
+    key: string | undefined,
+    outcome: { kind?: string; upstreamStatus?: number; retryAfterMs?: number },
+  ): void {
     if (!key) return;
     const state = this.registry.stateOf(this.provider, key);
     if (outcome.upstreamStatus === 401) {
-      if (!state.revoked) {
+      // The last usable key stays in rotation: without it the provider is gone until a reload, and a
+      // passing 401 (a provider-side glitch) would turn into a permanent outage.
+      const others = this.keys.some((k) => k !== key && !this.registry.stateOf(this.provider, k).revoked);
+      if (!state.revoked && others) {
         state.revoked = true;
         this.logger.warn(
           { provider: this.provider, key: fingerprint(key) },
@@ -127,7 +154,8 @@ export class KeyPool {
     return this.keys.map((k) => {
       const s = this.registry.stateOf(this.provider, k);
       if (s.revoked) return { fingerprint: fingerprint(k), state: 'revoked' as const };
-      if (s.restUntil > now) return { fingerprint: fingerprint(k), state: 'resting' as const, rest_ms: s.restUntil - now };
+      if (s.restUntil > now)
+        return { fingerprint: fingerprint(k), state: 'resting' as const, rest_ms: s.restUntil - now };
       return { fingerprint: fingerprint(k), state: 'active' as const };
     });
   }

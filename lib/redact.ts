@@ -12,12 +12,29 @@ const KEY_SHAPES = [
   /\b((?:api[_-]?key|token|secret|password)["']?\s*[:=]\s*["']?)[A-Za-z0-9._~+/=-]{8,}/gi,
 ];
 
+/** `sk-proj-abc…` → `proj-abc…`, `abc…`: the key with one, two, three leading word- prefixes removed. */
+function withoutPrefixes(secret: string): string[] {
+  const out: string[] = [];
+  let rest = secret;
+  for (let i = 0; i < 3; i++) {
+    const m = /^[A-Za-z]{2,8}-/.exec(rest);
+    if (!m) break;
+    rest = rest.slice(m[0].length);
+    out.push(rest);
+  }
+  return out;
+}
+
 /** Replaces every known secret and every key-shaped token in `text` with `[REDACTED]`. */
 export function redactSecrets(text: string, knownSecrets: Iterable<string> = []): string {
   let out = text;
   for (const secret of knownSecrets) {
     // Very short values would redact ordinary words; config validation keeps real keys long.
     if (secret && secret.length >= 6) out = out.split(secret).join('[REDACTED]');
+    // Providers also echo a key without its vendor prefix (`sk-`, `sk-proj-`) or URL-encoded.
+    for (const variant of [...withoutPrefixes(secret), encodeURIComponent(secret)]) {
+      if (variant !== secret && variant.length >= 12) out = out.split(variant).join('[REDACTED]');
+    }
   }
   for (const shape of KEY_SHAPES) {
     out = out.replace(shape, (match, prefix?: string) =>

@@ -19,7 +19,9 @@ export function hardenServer<S extends http.Server>(server: S, options: ServerTi
   const headersTimeout = options.headersTimeoutMs ?? 20_000;
   const requestTimeout = options.requestTimeoutMs ?? 30_000;
   if (requestTimeout < headersTimeout) {
-    throw new Error('requestTimeoutMs must be at least headersTimeoutMs: the headers are part of the request.');
+    throw new Error(
+      'requestTimeoutMs must be at least headersTimeoutMs: the headers are part of the request.',
+    );
   }
   server.headersTimeout = headersTimeout;
   server.requestTimeout = requestTimeout;

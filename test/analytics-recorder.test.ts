@@ -116,7 +116,10 @@ describe('analytics recorder', () => {
   });
 
   it('rejects a buffer bound that cannot work, saying what to use', () => {
-    assert.throws(() => recorder({ maxBufferedRows: 0 }), /maxBufferedRows must be a positive integer.*100000/);
+    assert.throws(
+      () => recorder({ maxBufferedRows: 0 }),
+      /maxBufferedRows must be a positive integer.*100000/,
+    );
   });
 });
 
@@ -131,25 +134,43 @@ describe('analytics disabled, and per-gateway metrics', () => {
     await fake.close();
     rmSync(dir, { recursive: true, force: true });
   });
-  const providers = () => ({ openai: { api_key: 'test-key', base_url: fake.baseUrl, models: ['gpt-4o-mini'] } });
+  const providers = () => ({
+    openai: { api_key: 'test-key', base_url: fake.baseUrl, models: ['gpt-4o-mini'] },
+  });
 
   it('builds rows: a cache hit spends nothing, a limiter refusal is flagged, the winner carries the tokens', async () => {
-    const gateway = new Gateway({ providers: providers(), analytics: { enabled: false }, logger: silentLogger });
+    const gateway = new Gateway({
+      providers: providers(),
+      analytics: { enabled: false },
+      logger: silentLogger,
+    });
     const hit = craft(gateway, { cached: true, costSaved: 0.5, cost: 0.5, prompt: 3, completion: 4 });
     const [hitRow, ...none] = rowsFromOutcome(hit.outcome, hit.ctx);
     assert.deepEqual(none, []);
-    assert.deepEqual([hitRow!.cached, hitRow!.cost, hitRow!.cost_saved, hitRow!.total_tokens], [true, 0, 0.5, 7]);
+    assert.deepEqual(
+      [hitRow!.cached, hitRow!.cost, hitRow!.cost_saved, hitRow!.total_tokens],
+      [true, 0, 0.5, 7],
+    );
 
     const limited = craft(gateway, { error: new GatewayError('rate_limit', 'slow down') });
     limited.ctx.locals.rateLimited = true;
     const [limitedRow] = rowsFromOutcome(limited.outcome, limited.ctx);
     assert.deepEqual([limitedRow!.rate_limited, limitedRow!.status, limitedRow!.provider], [true, 429, null]);
     // An upstream 429 that exhausted the providers is not the gateway's own refusal.
-    const upstream = craft(gateway, { provider: 'openai', error: new GatewayError('rate_limit', 'upstream') });
+    const upstream = craft(gateway, {
+      provider: 'openai',
+      error: new GatewayError('rate_limit', 'upstream'),
+    });
     assert.equal(rowsFromOutcome(upstream.outcome, upstream.ctx)[0]!.rate_limited, false);
 
     const fell = craft(gateway, { prompt: 2, completion: 3, cost: 0.01 });
-    fell.ctx.attempts.unshift({ provider: 'first', model: 'gpt-4o-mini', error_kind: 'server_error', status: 500, latency_ms: 7 });
+    fell.ctx.attempts.unshift({
+      provider: 'first',
+      model: 'gpt-4o-mini',
+      error_kind: 'server_error',
+      status: 500,
+      latency_ms: 7,
+    });
     const rows = rowsFromOutcome(fell.outcome, fell.ctx);
     assert.deepEqual(
       rows.map((r) => [r.kind, r.attempt, r.provider, r.error_kind, r.total_tokens, r.cost]),
@@ -199,7 +220,10 @@ describe('analytics disabled, and per-gateway metrics', () => {
     try {
       await ask('one');
       assert.deepEqual(a.analytics.stats(), { buffered: 2, written: 0, dropped: 0, failedWrites: 0 });
-      assert.match((await a.analytics.metrics.text()).body, /gateway_requests_total\{[^}]*status="200"\} 1\n/);
+      assert.match(
+        (await a.analytics.metrics.text()).body,
+        /gateway_requests_total\{[^}]*status="200"\} 1\n/,
+      );
       assert.doesNotMatch((await b.analytics.metrics.text()).body, /gateway_requests_total\{/);
       a.reload(config(1));
       await ask('two');

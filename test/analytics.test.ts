@@ -4,22 +4,25 @@
  * retention, a database outage that loses nothing, and the flush on close.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import knexFactory, { type Knex } from 'knex';
+import type { Knex } from 'knex';
 import request from 'supertest';
 import type { AnalyticsSummary } from '../lib/analytics/index.js';
 import { REQUESTS_TABLE } from '../lib/analytics/schema.js';
-import { GatewayError } from '../lib/errors.js';
 import type { Gateway } from '../lib/gateway.js';
 import { loadPricingFile } from '../lib/pricing.js';
 import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
 import type { FakeProvider } from '../lib/testing/fake-server.js';
 import type { AnalyticsFileConfig } from '../types/index.js';
-import { POSTGRES_URL, probePostgres, requireService } from './helpers/services.js';
 import { hostApp, recordingLogger } from './helpers/setup.js';
-import { closeEnough, craft, expectedOf, pgProxy, type Known } from './helpers/analytics.js';
+import {
+  closeEnough,
+  craft,
+  expectedOf,
+  postgres,
+  sqlite,
+  type Known,
+  type Storage,
+} from './helpers/analytics.js';
 
 const KEY = 'sk-analytics-secret-key-0123456789';
 const MARKER = 'zebraquokka';
@@ -27,88 +30,6 @@ const MODEL = 'gpt-4o-mini';
 const PRICE = loadPricingFile()[`openai/${MODEL}`]!;
 const words = (t: string) => t.trim().split(/\s+/).length;
 const costOf = (p: number, c: number) => (p * PRICE.input_per_mtok + c * PRICE.output_per_mtok) / 1e6;
-
-interface Storage {
-  config: AnalyticsFileConfig;
-  db: Knex;
-  cleanup(): Promise<void>;
-}
-
-interface Backend {
-  name: 'sqlite' | 'postgres';
-  check(mocha: Mocha.Context): Promise<void>;
-  fresh(): Promise<Storage>;
-  /** A way to take the database down (writes fail) and bring it back; `config` is what the gateway uses. */
-  outage(storage: Storage): Promise<Outage>;
-}
-
-interface Outage {
-  config: AnalyticsFileConfig;
-  down(): Promise<void>;
-  restore(): Promise<void>;
-  close(): Promise<void>;
-}
-
-const sqlite: Backend = {
-  name: 'sqlite',
-  check: async () => {},
-  async fresh() {
-    const dir = mkdtempSync(join(tmpdir(), 'gw-analytics-'));
-    const path = join(dir, 'analytics.db');
-    const db = knexFactory({ client: 'sqlite3', connection: { filename: path }, useNullAsDefault: true });
-    return {
-      config: { storage: 'sqlite', sqlite_path: path },
-      db,
-      async cleanup() {
-        await db.destroy();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
-  },
-  async outage(storage) {
-    // The table must exist for the trigger; a first flush creates it.
-    const trigger = `CREATE TRIGGER fail_inserts BEFORE INSERT ON ${REQUESTS_TABLE} BEGIN SELECT RAISE(FAIL, 'disk is down'); END`;
-    return {
-      config: storage.config,
-      down: async () => void (await storage.db.raw(trigger)),
-      restore: async () => void (await storage.db.raw('DROP TRIGGER fail_inserts')),
-      close: async () => {},
-    };
-  },
-};
-
-let schemaSeq = 0;
-const postgres: Backend = {
-  name: 'postgres',
-  check: (mocha) => requireService(mocha, 'PostgreSQL', () => probePostgres()),
-  async fresh() {
-    const schema = `analytics_test_${process.pid}_${Date.now()}_${schemaSeq++}`;
-    const admin = knexFactory({ client: 'pg', connection: POSTGRES_URL, pool: { min: 0, max: 1 } });
-    await admin.raw(`CREATE SCHEMA ${schema}`);
-    await admin.destroy();
-    const url = `${POSTGRES_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`;
-    const db = knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: 2 } });
-    return {
-      config: { storage: 'postgres', postgres_url: url },
-      db,
-      async cleanup() {
-        await db.raw(`DROP SCHEMA ${schema} CASCADE`);
-        await db.destroy();
-      },
-    };
-  },
-  async outage(storage) {
-    const proxy = await pgProxy(new URL(POSTGRES_URL));
-    const url = new URL(String(storage.config.postgres_url));
-    url.port = String(proxy.port);
-    return {
-      config: { storage: 'postgres', postgres_url: url.toString() },
-      down: () => proxy.down(),
-      restore: () => proxy.up(),
-      close: () => proxy.close(),
-    };
-  },
-};
 
 async function rowsIn(db: Knex): Promise<any[]> {
   if (!(await db.schema.hasTable(REQUESTS_TABLE))) return [];
@@ -162,7 +83,10 @@ for (const backend of [sqlite, postgres]) {
       return { ...h, logger };
     }
 
-    const body = (text: string) => ({ model: MODEL, messages: [{ role: 'user', content: `${text} ${MARKER}` }] });
+    const body = (text: string) => ({
+      model: MODEL,
+      messages: [{ role: 'user', content: `${text} ${MARKER}` }],
+    });
 
     it('summarises a mixed workload exactly as the test computes it, without content or secrets', async () => {
       const { app, logger } = host({}, { per_user_rpm: 3 });
@@ -170,11 +94,25 @@ for (const backend of [sqlite, postgres]) {
       const ok = (user: string, text: string, extra: Partial<Known> = {}): Known => {
         const p = words(text) + 1;
         const c = p + 1; // "echo: " + the prompt's words
-        return { user, provider: 'openai', error: false, tokens: p + c, prompt: p, completion: c, cost: costOf(p, c), ...extra };
+        return {
+          user,
+          provider: 'openai',
+          error: false,
+          tokens: p + c,
+          prompt: p,
+          completion: c,
+          cost: costOf(p, c),
+          ...extra,
+        };
       };
-      const chat = (user: string, text: string) => request(app).post('/ai/chat').set('X-User-Id', user).send(body(text));
+      const chat = (user: string, text: string) =>
+        request(app).post('/ai/chat').set('X-User-Id', user).send(body(text));
 
-      for (const [user, text] of [['alice', 'hello there'], ['alice', 'one two three four'], ['bob', 'the quick brown fox']]) {
+      for (const [user, text] of [
+        ['alice', 'hello there'],
+        ['alice', 'one two three four'],
+        ['bob', 'the quick brown fox'],
+      ]) {
         assert.equal((await chat(user!, text!)).status, 200);
         known.push(ok(user!, text!, { attempts: [['openai', false]] }));
       }
@@ -182,7 +120,15 @@ for (const backend of [sqlite, postgres]) {
       const fell = await chat('bob', 'fall back please');
       assert.equal(fell.status, 200);
       assert.equal(fell.body.provider, 'backup');
-      known.push(ok('bob', 'fall back please', { provider: 'backup', attempts: [['openai', true], ['backup', false]] }));
+      known.push(
+        ok('bob', 'fall back please', {
+          provider: 'backup',
+          attempts: [
+            ['openai', true],
+            ['backup', false],
+          ],
+        }),
+      );
 
       primary.fault({ status: 400, times: 1 });
       const bad = await chat('carol', 'rejected upstream');
@@ -193,9 +139,20 @@ for (const backend of [sqlite, postgres]) {
       backup.fault({ status: 500, times: 1 });
       const failed = await chat('carol', 'everything fails');
       assert.equal(failed.status, 502);
-      known.push({ user: 'carol', provider: 'backup', error: true, attempts: [['openai', true], ['backup', true]] });
+      known.push({
+        user: 'carol',
+        provider: 'backup',
+        error: true,
+        attempts: [
+          ['openai', true],
+          ['backup', true],
+        ],
+      });
 
-      for (const [user, text] of [['alice', 'stream me now'], ['bob', 'another stream']]) {
+      for (const [user, text] of [
+        ['alice', 'stream me now'],
+        ['bob', 'another stream'],
+      ]) {
         const r = await request(app).post('/ai/chat/stream').set('X-User-Id', user!).send(body(text!));
         assert.match(r.text, /event: done/);
         known.push(ok(user!, text!, { stream: true, attempts: [['openai', false]] }));
@@ -212,19 +169,35 @@ for (const backend of [sqlite, postgres]) {
       const s = summaryOf(await gateway!.analytics.summary({ period: '24h' }));
       const e = expectedOf(known);
       assert.equal(s.total_requests, 10);
-      for (const k of ['total_requests', 'total_errors', 'total_tokens', 'prompt_tokens', 'completion_tokens', 'cache_hits', 'rate_limited', 'streams', 'fallbacks'] as const) {
+      for (const k of [
+        'total_requests',
+        'total_errors',
+        'total_tokens',
+        'prompt_tokens',
+        'completion_tokens',
+        'cache_hits',
+        'rate_limited',
+        'streams',
+        'fallbacks',
+      ] as const) {
         assert.equal(s[k], e[k], k);
       }
       closeEnough(s.total_cost, e.total_cost, 'total_cost');
-      closeEnough(s.total_cost_saved, first.cost, 'total_cost_saved');
+      closeEnough(s.total_cost_saved, first.cost!, 'total_cost_saved');
       closeEnough(s.error_rate, 3 / 10, 'error_rate');
       closeEnough(s.cache_hit_rate, 1 / 10, 'cache_hit_rate');
       for (const dim of ['by_provider', 'by_user'] as const) {
-        const got = s[dim].map(({ avg_latency_ms: _l, ...rest }) => rest).sort((a, b) => String(a.name).localeCompare(String(b.name)));
+        const got = s[dim]
+          .map(({ avg_latency_ms: _l, ...rest }) => rest)
+          .sort((a, b) => String(a.name).localeCompare(String(b.name)));
         assert.equal(got.length, e[dim].length, dim);
         got.forEach((g, i) => {
           const want = e[dim][i]!;
-          assert.deepEqual({ ...g, cost: 0, error_rate: 0 }, { ...want, cost: 0, error_rate: 0 }, `${dim} ${String(g.name)}`);
+          assert.deepEqual(
+            { ...g, cost: 0, error_rate: 0 },
+            { ...want, cost: 0, error_rate: 0 },
+            `${dim} ${String(g.name)}`,
+          );
           closeEnough(g.cost, want.cost, `${dim} ${String(g.name)} cost`);
           closeEnough(g.error_rate, want.error_rate, `${dim} ${String(g.name)} error_rate`);
         });
@@ -235,7 +208,10 @@ for (const backend of [sqlite, postgres]) {
       );
       assert.deepEqual(
         s.upstream_by_provider.map((u) => [u.name, u.attempts, u.errors]),
-        [['openai', 8, 3], ['backup', 2, 1]],
+        [
+          ['openai', 8, 3],
+          ['backup', 2, 1],
+        ],
       );
       assert.ok(s.avg_ttft_ms !== null && s.avg_ttft_ms > 0, 'streams report a time to first token');
       assert.ok(s.p50_latency_ms <= s.p95_latency_ms && s.p95_latency_ms <= s.p99_latency_ms);
@@ -252,16 +228,28 @@ for (const backend of [sqlite, postgres]) {
 
       const http = await request(app).get('/ai/stats?period=24h&user=alice').expect(200);
       assert.equal(http.body.total_requests, known.filter((k) => k.user === 'alice').length);
-      assert.equal(http.body.total_tokens, known.filter((k) => k.user === 'alice').reduce((n, k) => n + (k.tokens ?? 0), 0));
+      assert.equal(
+        http.body.total_tokens,
+        known.filter((k) => k.user === 'alice').reduce((n, k) => n + (k.tokens ?? 0), 0),
+      );
 
       const metrics = await request(app).get('/ai/metrics').expect(200);
       assert.match(metrics.headers['content-type']!, /text\/plain/);
-      assert.match(metrics.text, /gateway_requests_total\{provider="backup",model="gpt-4o-mini",status="200"\} 1\n/);
+      assert.match(
+        metrics.text,
+        /gateway_requests_total\{provider="backup",model="gpt-4o-mini",status="200"\} 1\n/,
+      );
       assert.match(metrics.text, /gateway_requests_total\{provider="none",model="none",status="429"\} 1\n/);
       assert.match(metrics.text, /gateway_rate_limited_total 1\n/);
       assert.match(metrics.text, /gateway_cache_hits_total 1\n/);
-      assert.match(metrics.text, /gateway_upstream_attempts_total\{provider="openai",model="gpt-4o-mini",outcome="server_error"\} 2\n/);
-      assert.match(metrics.text, /gateway_time_to_first_token_seconds_count\{provider="openai",model="gpt-4o-mini"\} 2\n/);
+      assert.match(
+        metrics.text,
+        /gateway_upstream_attempts_total\{provider="openai",model="gpt-4o-mini",outcome="server_error"\} 2\n/,
+      );
+      assert.match(
+        metrics.text,
+        /gateway_time_to_first_token_seconds_count\{provider="openai",model="gpt-4o-mini"\} 2\n/,
+      );
     });
 
     it('computes nearest-rank latency percentiles in the database', async () => {
@@ -274,11 +262,17 @@ for (const backend of [sqlite, postgres]) {
       for (const l of hundred) record('perc', l);
       for (const l of [70, 10, 50, 30, 20, 60, 40]) record('seven', l);
       const s = summaryOf(await gateway!.analytics.summary({ user: 'perc' }));
-      assert.deepEqual([s.p50_latency_ms, s.p95_latency_ms, s.p99_latency_ms, s.avg_latency_ms], [50, 95, 99, 50.5]);
+      assert.deepEqual(
+        [s.p50_latency_ms, s.p95_latency_ms, s.p99_latency_ms, s.avg_latency_ms],
+        [50, 95, 99, 50.5],
+      );
       const seven = summaryOf(await gateway!.analytics.summary({ user: 'seven' }));
       assert.deepEqual([seven.p50_latency_ms, seven.p95_latency_ms, seven.p99_latency_ms], [40, 70, 70]);
       const none = summaryOf(await gateway!.analytics.summary({ user: 'nobody' }));
-      assert.deepEqual([none.total_requests, none.p99_latency_ms, none.error_rate, none.avg_ttft_ms], [0, 0, 0, null]);
+      assert.deepEqual(
+        [none.total_requests, none.p99_latency_ms, none.error_rate, none.avg_ttft_ms],
+        [0, 0, 0, null],
+      );
     });
 
     it('honours periods, from/to ranges and the user, provider and model filters; timeseries buckets agree', async () => {
@@ -288,7 +282,12 @@ for (const backend of [sqlite, postgres]) {
       const DAY = 24 * HOUR;
       const ages = [0.5 * HOUR, 2 * HOUR, 3 * DAY, 10 * DAY, 40 * DAY];
       for (const age of ages) {
-        const { ctx, outcome } = craft(gateway!, { user: 'timeline', at: now - age, prompt: 1, completion: 2 });
+        const { ctx, outcome } = craft(gateway!, {
+          user: 'timeline',
+          at: now - age,
+          prompt: 1,
+          completion: 2,
+        });
         gateway!.analytics.recordOutcome(outcome, ctx);
       }
       const other = craft(gateway!, { user: 'other', provider: 'p2', model: 'm2', prompt: 5, completion: 5 });
@@ -299,7 +298,10 @@ for (const backend of [sqlite, postgres]) {
       assert.equal(await count({ period: '24h', user: 'timeline' }), 2);
       assert.equal(await count({ period: '7d', user: 'timeline' }), 3);
       assert.equal(await count({ period: '30d', user: 'timeline' }), 4);
-      assert.equal(await count({ from: new Date(now - 11 * DAY), to: new Date(now - DAY), user: 'timeline' }), 2);
+      assert.equal(
+        await count({ from: new Date(now - 11 * DAY), to: new Date(now - DAY), user: 'timeline' }),
+        2,
+      );
       assert.equal(await count({ from: String(now - 45 * DAY) }), 6);
       assert.equal(await count({ period: '1h' }), 2);
       assert.equal(await count({ period: '1h', provider: 'p2' }), 1);
@@ -312,15 +314,24 @@ for (const backend of [sqlite, postgres]) {
       assert.ok(ts.enabled);
       assert.equal(ts.bucket_ms, HOUR);
       assert.ok(ts.points.length === 24 || ts.points.length === 25, `got ${ts.points.length} points`);
-      assert.equal(ts.points.reduce((n, p) => n + p.requests, 0), 2);
-      assert.equal(ts.points.reduce((n, p) => n + p.tokens, 0), 6);
+      assert.equal(
+        ts.points.reduce((n, p) => n + p.requests, 0),
+        2,
+      );
+      assert.equal(
+        ts.points.reduce((n, p) => n + p.tokens, 0),
+        6,
+      );
       const bucketOf = (t: number) => new Date(t - (t % HOUR)).toISOString();
       for (const age of ages.slice(0, 2)) {
         assert.equal(ts.points.find((p) => p.t === bucketOf(now - age))?.requests, 1);
       }
       const daily = await gateway!.analytics.timeseries({ period: '30d', bucket: '1d', user: 'timeline' });
       assert.ok(daily.enabled);
-      assert.equal(daily.points.reduce((n, p) => n + p.requests, 0), 4);
+      assert.equal(
+        daily.points.reduce((n, p) => n + p.requests, 0),
+        4,
+      );
     });
 
     it('answers GET /stats and /stats/timeseries, and 400 with the parameter named for bad queries', async () => {
@@ -376,7 +387,10 @@ for (const backend of [sqlite, postgres]) {
       try {
         const { app, logger } = host({ ...outage.config, batch_size: 2 });
         let n = 0;
-        const chat = () => request(app).post('/ai/chat').send(body(`during the outage ${n++}`));
+        const chat = () =>
+          request(app)
+            .post('/ai/chat')
+            .send(body(`during the outage ${n++}`));
         assert.equal((await chat()).status, 200);
         assert.equal(await gateway!.analytics.flush(), true);
         await outage.down();
@@ -390,7 +404,12 @@ for (const backend of [sqlite, postgres]) {
         const rows = await rowsIn(storage.db);
         assert.equal(rows.filter((r) => r.kind === 'request').length, 6);
         assert.equal(rows.length, 12, 'every row once: a retried batch is not written twice');
-        assert.deepEqual(gateway!.analytics.stats(), { buffered: 0, written: 12, dropped: 0, failedWrites: gateway!.analytics.stats().failedWrites });
+        assert.deepEqual(gateway!.analytics.stats(), {
+          buffered: 0,
+          written: 12,
+          dropped: 0,
+          failedWrites: gateway!.analytics.stats().failedWrites,
+        });
         assert.ok(!logger.text().includes(KEY));
       } finally {
         await gateway?.close();
@@ -402,7 +421,10 @@ for (const backend of [sqlite, postgres]) {
     it('gateway.close() writes what is still buffered', async () => {
       const { app } = host({ batch_size: 1000 });
       for (let i = 0; i < 3; i++) {
-        await request(app).post('/ai/chat').send(body(`closing time ${i}`)).expect(200);
+        await request(app)
+          .post('/ai/chat')
+          .send(body(`closing time ${i}`))
+          .expect(200);
       }
       assert.equal(gateway!.analytics.stats().buffered, 6);
       assert.equal((await rowsIn(storage.db)).length, 0);

@@ -5,44 +5,16 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { Redis } from 'ioredis';
 import request from 'supertest';
-import { cacheKeyOf } from '../lib/cache-key.js';
-import type { Gateway, GatewayOptions } from '../lib/gateway.js';
-import { silentLogger } from '../lib/logger.js';
+import type { GatewayOptions } from '../lib/gateway.js';
 import type { Stage } from '../lib/stage.js';
 import { MemoryCacheStore } from '../lib/stores/memory-cache-store.js';
 import { RedisCacheStore } from '../lib/stores/redis-cache-store.js';
-import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
-import type { FakeProvider } from '../lib/testing/fake-server.js';
-import { validateChatRequest } from '../lib/validations.js';
 import type { CacheFileConfig, CacheStore } from '../types/index.js';
+import { RUN_PREFIX, cacheSuite, keyOf, until, user } from './helpers/cache.js';
 import { REDIS_URL, probeRedis, requireService } from './helpers/services.js';
-import { hostApp, parseSse, recordingLogger } from './helpers/setup.js';
-import { startTcpProxy } from './helpers/tcp-proxy.js';
-
-const RUN_PREFIX = `aigw-test:cache:${process.pid}-${Date.now()}:`;
-const user = (content: string) => [{ role: 'user', content }];
-const MODELS = ['gpt-4o-mini', 'gpt-4o'];
-
-async function until(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
-  for (let i = 0; i < 500; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`gave up waiting for ${what}`);
-}
-
-/** The store's key for a body, as the stage computes it. */
-function keyOf(body: unknown, cache: CacheFileConfig = {}, who?: string): string {
-  return cacheKeyOf(
-    validateChatRequest(body),
-    { hashStrategy: cache.hash_strategy ?? 'content+model', scope: cache.scope ?? 'global' },
-    who,
-  );
-}
+import { parseSse } from './helpers/setup.js';
 
 interface Fixture {
   store: CacheStore;
@@ -100,31 +72,8 @@ const BACKENDS: { name: string; redis: boolean; create(): Promise<Fixture> }[] =
 ];
 
 describe('response cache', () => {
-  let fake: FakeProvider;
-  const gateways: Gateway[] = [];
-
-  before(async () => {
-    fake = await startFakeOpenAI({});
-  });
-  after(() => fake.close());
-  beforeEach(() => {
-    fake.requests.length = 0;
-    fake.clearFaults();
-  });
-  afterEach(async () => {
-    for (const g of gateways.splice(0)) await g.close();
-  });
-
-  function build(options: Partial<GatewayOptions> = {}) {
-    const host = hostApp({
-      providers: { openai: { api_key: 'test-key', base_url: fake.baseUrl, models: MODELS } },
-      logger: silentLogger,
-      analytics: { enabled: false },
-      ...options,
-    } as GatewayOptions);
-    gateways.push(host.gateway);
-    return host;
-  }
+  const suite = cacheSuite();
+  const build = suite.build;
 
   for (const backend of BACKENDS) {
     describe(`on the ${backend.name} store`, () => {
@@ -159,7 +108,7 @@ describe('response cache', () => {
         const third = await gateway.chat(body as never);
         assert.equal(third.cached, true);
         assert.equal(third.content, 'echo: hello cache');
-        assert.equal(fake.requests.length, 1);
+        assert.equal(suite.fake.requests.length, 1);
       });
 
       it('expires entries after ttl_seconds, and a request may set its own cache.ttl', async () => {
@@ -171,7 +120,7 @@ describe('response cache', () => {
         await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
         await fx.elapse(2_000, key);
         await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'MISS');
-        assert.equal(fake.requests.length, 2);
+        assert.equal(suite.fake.requests.length, 2);
 
         const short = { model: 'gpt-4o-mini', messages: user('short ttl'), cache: { ttl: 5 } };
         const shortKey = keyOf(short);
@@ -180,7 +129,7 @@ describe('response cache', () => {
         await request(a).post('/ai/chat').send(short).expect('X-Gateway-Cache', 'HIT');
         await fx.elapse(2_000, shortKey);
         await request(a).post('/ai/chat').send(short).expect('X-Gateway-Cache', 'MISS');
-        assert.equal(fake.requests.length, 4);
+        assert.equal(suite.fake.requests.length, 4);
       });
 
       it('content strategy: metadata, user, request id and model never change the key', async () => {
@@ -206,7 +155,7 @@ describe('response cache', () => {
           .post('/ai/chat')
           .send({ model: 'gpt-4o', messages: user('other words') })
           .expect('X-Gateway-Cache', 'MISS');
-        assert.equal(fake.requests.length, 2);
+        assert.equal(suite.fake.requests.length, 2);
       });
 
       it('content+model strategy: another model misses, metadata is still ignored', async () => {
@@ -225,7 +174,7 @@ describe('response cache', () => {
           .send({ model: 'gpt-4o', messages, metadata: { trace: 'x' }, max_tokens: 20 })
           .expect('X-Gateway-Cache', 'HIT');
         assert.deepEqual(
-          fake.requests.map((q) => q.body.model),
+          suite.fake.requests.map((q) => q.body.model),
           ['gpt-4o-mini', 'gpt-4o'],
         );
       });
@@ -253,7 +202,7 @@ describe('response cache', () => {
             .send({ ...base, ...change });
           assert.equal(r.headers['x-gateway-cache'], 'MISS', `changing ${JSON.stringify(change)} must miss`);
         }
-        assert.equal(fake.requests.length, 5);
+        assert.equal(suite.fake.requests.length, 5);
       });
 
       it('bypass: cache.bypass and Cache-Control no-store neither read nor write; no-cache refreshes', async () => {
@@ -278,9 +227,9 @@ describe('response cache', () => {
           .post('/ai/chat')
           .send({ ...body, cache: { bypass: true } })
           .expect('X-Gateway-Cache', 'BYPASS');
-        assert.equal(fake.requests.length, 5);
+        assert.equal(suite.fake.requests.length, 5);
         await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
-        assert.equal(fake.requests.length, 5);
+        assert.equal(suite.fake.requests.length, 5);
       });
 
       it('per_user scope keeps users apart (X-User-Id); global scope shares', async () => {
@@ -305,7 +254,7 @@ describe('response cache', () => {
           .post('/ai/chat')
           .send({ ...body, user: 'bob' })
           .expect('X-Gateway-Cache', 'HIT');
-        assert.equal(fake.requests.length, 2);
+        assert.equal(suite.fake.requests.length, 2);
 
         const { app: g } = app({ scope: 'global' });
         const shared = { model: 'gpt-4o-mini', messages: user('everyone') };
@@ -329,12 +278,12 @@ describe('response cache', () => {
         const cold = { model: 'gpt-4o-mini', messages: user('exact'), temperature: 0 };
         await request(a).post('/ai/chat').send(cold).expect('X-Gateway-Cache', 'MISS');
         await request(a).post('/ai/chat').send(cold).expect('X-Gateway-Cache', 'HIT');
-        assert.equal(fake.requests.length, 3);
+        assert.equal(suite.fake.requests.length, 3);
 
         const { app: all } = app({ cache_nondeterministic: true });
         await request(all).post('/ai/chat').send(hot).expect('X-Gateway-Cache', 'MISS');
         await request(all).post('/ai/chat').send(hot).expect('X-Gateway-Cache', 'HIT');
-        assert.equal(fake.requests.length, 4);
+        assert.equal(suite.fake.requests.length, 4);
       });
 
       it('stores a completed stream and replays it: same deltas, usage and finish, cached:true', async () => {
@@ -376,15 +325,15 @@ describe('response cache', () => {
         for await (const c of stream) chunksOut.push(c.delta);
         assert.equal(chunksOut.join(''), 'echo: json first');
         assert.equal((await stream.done).cached, true);
-        assert.equal(fake.requests.length, 2);
+        assert.equal(suite.fake.requests.length, 2);
       });
 
       it('never stores errors or truncated streams', async () => {
         const { app: a } = app();
         const body = { model: 'gpt-4o-mini', messages: user('fragile') };
-        fake.fault({ status: 400, times: 1 });
+        suite.fake.fault({ status: 400, times: 1 });
         await request(a).post('/ai/chat').send(body).expect(400);
-        fake.fault({ cutStreamAfter: 1, times: 1 });
+        suite.fake.fault({ cutStreamAfter: 1, times: 1 });
         const cut = await request(a).post('/ai/chat/stream').send(body).expect(200);
         assert.ok(
           parseSse(cut.text).some((e) => e.event === 'error'),
@@ -392,7 +341,7 @@ describe('response cache', () => {
         );
         assert.equal(await fx.store.get(keyOf(body)), undefined);
         await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'MISS');
-        assert.equal(fake.requests.length, 3);
+        assert.equal(suite.fake.requests.length, 3);
       });
 
       it('20 concurrent identical requests make exactly one upstream call', async () => {
@@ -401,7 +350,7 @@ describe('response cache', () => {
         await new Promise((r) => server.once('listening', r));
         const { port } = server.address() as AddressInfo;
         // The first upstream answer is slow, so every other request arrives while it is in flight.
-        fake.fault({ delayMs: 150, times: 1 });
+        suite.fake.fault({ delayMs: 150, times: 1 });
         try {
           const answers = await Promise.all(
             Array.from({ length: 20 }, () =>
@@ -416,7 +365,7 @@ describe('response cache', () => {
               })),
             ),
           );
-          assert.equal(fake.requests.length, 1);
+          assert.equal(suite.fake.requests.length, 1);
           assert.ok(answers.every((r) => r.status === 200 && r.body.content === 'echo: burst'));
           assert.equal(answers.filter((r) => r.cache === 'MISS').length, 1);
           assert.equal(answers.filter((r) => r.cache === 'HIT').length, 19);
@@ -449,141 +398,4 @@ describe('response cache', () => {
       });
     });
   }
-
-  describe('memory backend from config', () => {
-    it('enforces max_cache_size_mb by evicting the oldest entries', async () => {
-      // About 1 KB: room for a few answers of ~300 bytes each.
-      const { app: a } = build({ cache: { backend: 'memory', max_cache_size_mb: 0.001 } });
-      const ask = (i: number) => ({ model: 'gpt-4o-mini', messages: user(`prompt number ${i}`) });
-      for (let i = 0; i < 6; i++)
-        await request(a).post('/ai/chat').send(ask(i)).expect('X-Gateway-Cache', 'MISS');
-      await request(a).post('/ai/chat').send(ask(5)).expect('X-Gateway-Cache', 'HIT');
-      await request(a).post('/ai/chat').send(ask(0)).expect('X-Gateway-Cache', 'MISS');
-      assert.equal(fake.requests.length, 7);
-    });
-
-    it('backend disabled: no cache header, every request goes upstream', async () => {
-      const { app: a } = build({ cacheBackend: 'disabled' });
-      const body = { model: 'gpt-4o-mini', messages: user('no cache') };
-      const r1 = await request(a).post('/ai/chat').send(body).expect(200);
-      const r2 = await request(a).post('/ai/chat').send(body).expect(200);
-      assert.equal(r1.headers['x-gateway-cache'], undefined);
-      assert.equal(r2.body.cached, false);
-      assert.equal(fake.requests.length, 2);
-    });
-
-    it('rejects a bad cache.ttl naming the field', async () => {
-      const { app: a } = build();
-      for (const ttl of [0, -1, 'soon']) {
-        const r = await request(a)
-          .post('/ai/chat')
-          .send({ model: 'gpt-4o-mini', messages: user('x'), cache: { ttl } })
-          .expect(400);
-        assert.equal(r.body.error.param, 'cache.ttl');
-      }
-      assert.equal(fake.requests.length, 0);
-    });
-  });
-
-  describe('Redis away or slow', () => {
-    let admin: Redis;
-    const prefix = `${RUN_PREFIX}outage:`;
-
-    before(async function () {
-      await requireService(this, 'Redis', () => probeRedis(REDIS_URL));
-      admin = new Redis(REDIS_URL);
-    });
-    after(async () => {
-      if (!admin) return;
-      const keys = await admin.keys(`${prefix}*`);
-      if (keys.length) await admin.del(...keys);
-      await admin.quit();
-    });
-
-    it('serves uncached while Redis is down, logs once, and hits again when it is back', async function () {
-      const target = new URL(REDIS_URL);
-      const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 6379) });
-      const logger = recordingLogger();
-      const store = new RedisCacheStore({ url: proxy.url, keyPrefix: prefix, maxReconnectDelayMs: 50 });
-      try {
-        await store.ready();
-        const { app: a } = build({ cacheStore: store, logger });
-        const body = { model: 'gpt-4o-mini', messages: user('through an outage') };
-        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'MISS');
-        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
-
-        await proxy.down();
-        for (let i = 0; i < 5; i++) {
-          const r = await request(a).post('/ai/chat').send(body).expect(200);
-          assert.equal(r.body.cached, false);
-          assert.equal(r.body.content, 'echo: through an outage');
-        }
-        assert.equal(fake.requests.length, 6);
-        const errors = logger.lines.filter((l) => l.level === 'error');
-        assert.equal(errors.length, 1, `one error line per interval, got:\n${logger.text()}`);
-        assert.match(errors[0]!.msg ?? '', /served uncached/);
-
-        await proxy.up();
-        await store.ready();
-        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
-        assert.equal(fake.requests.length, 6);
-      } finally {
-        await store.close();
-        await proxy.close();
-      }
-    });
-
-    it('a Redis that accepts but never answers costs a short timeout, not the request', async () => {
-      const target = new URL(REDIS_URL);
-      const proxy = await startTcpProxy({ host: target.hostname, port: Number(target.port || 6379) });
-      const store = new RedisCacheStore({ url: proxy.url, keyPrefix: prefix });
-      try {
-        await store.ready();
-        const { app: a } = build({ cacheStore: store, logger: recordingLogger() });
-        proxy.stall(true);
-        const body = { model: 'gpt-4o-mini', messages: user('stalled redis') };
-        const r = await request(a).post('/ai/chat').send(body).expect(200);
-        assert.equal(r.body.cached, false);
-        const s = await request(a).post('/ai/chat/stream').send(body).expect(200);
-        assert.equal(parseSse(s.text).at(-1)!.event, 'done');
-        assert.equal(fake.requests.length, 2);
-      } finally {
-        await store.close();
-        await proxy.close();
-      }
-    });
-
-    it('backend redis from config: a closed port serves uncached; redis_url is required', async () => {
-      const probe = net.createServer().listen(0, '127.0.0.1');
-      await new Promise((r) => probe.once('listening', r));
-      const url = `redis://127.0.0.1:${(probe.address() as AddressInfo).port}`;
-      await new Promise((r) => probe.close(r));
-      const { app: a } = build({ cache: { backend: 'redis', redis_url: url }, logger: recordingLogger() });
-      const body = { model: 'gpt-4o-mini', messages: user('nowhere') };
-      for (let i = 0; i < 3; i++) {
-        const r = await request(a).post('/ai/chat').send(body).expect(200);
-        assert.equal(r.body.cached, false);
-      }
-      assert.equal(fake.requests.length, 3);
-      assert.throws(() => build({ cache: { backend: 'redis' } }), /cache\.redis_url: required/);
-    });
-
-    it('backend redis from config caches across two gateways, with the TTL held by Redis', async () => {
-      const cache: CacheFileConfig = { backend: 'redis', redis_url: REDIS_URL, ttl_seconds: 120 };
-      // A unique question so that the default key namespace cannot collide with another run.
-      const body = { model: 'gpt-4o-mini', messages: user(`shared ${RUN_PREFIX}`) };
-      const fullKey = `aigw:cache:${keyOf(body, cache)}`;
-      try {
-        const { app: a } = build({ cache });
-        const { app: b } = build({ cache });
-        await request(a).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'MISS');
-        await until(async () => (await admin.exists(fullKey)) === 1, 'the entry to be written');
-        await request(b).post('/ai/chat').send(body).expect('X-Gateway-Cache', 'HIT');
-        const ttl = await admin.pttl(fullKey);
-        assert.ok(ttl > 100_000 && ttl <= 120_000, `PTTL ${ttl}`);
-      } finally {
-        await admin.del(fullKey);
-      }
-    });
-  });
 });

@@ -63,7 +63,10 @@ analytics:
     const res = await fetch(`${base}/chat`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'through the cli' }] }),
+      body: JSON.stringify({
+        model: 'gpt-4o-mini',
+        messages: [{ role: 'user', content: 'through the cli' }],
+      }),
     });
     assert.equal(res.status, 200);
     const body = (await res.json()) as { content: string; provider: string };

@@ -9,8 +9,9 @@ import { silentLogger } from '../lib/logger.js';
 import type { FakeProvider } from '../lib/testing/index.js';
 import { startFakeOpenAI } from '../lib/testing/index.js';
 import * as customPipeline from '../examples/custom-pipeline.js';
-import * as hostApp from '../examples/host-app.js';
 import * as programmatic from '../examples/programmatic.js';
+import * as reuse from '../examples/reuse-limiter-and-cache.js';
+import * as twoInstances from '../examples/two-instances.js';
 import * as streamToBrowser from '../examples/stream-to-browser.js';
 import { parseSse } from './helpers/setup.js';
 import { spawnTs } from './helpers/spawn.js';
@@ -42,7 +43,10 @@ describe('examples', function () {
         const res = await fetch(`http://127.0.0.1:${port}/ai/chat`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'from the script' }] }),
+          body: JSON.stringify({
+            model: 'gpt-4o-mini',
+            messages: [{ role: 'user', content: 'from the script' }],
+          }),
         });
         assert.equal(res.status, 200);
         assert.equal(((await res.json()) as { content: string }).content, 'echo: from the script');
@@ -100,7 +104,10 @@ describe('examples', function () {
           audit.map((a) => a.team),
           ['red', 'red', 'green'],
         );
-        assert.ok(!gateway.stages.some((s) => s.name === 'teamQuota'), "the gateway's own pipeline is untouched");
+        assert.ok(
+          !gateway.stages.some((s) => s.name === 'teamQuota'),
+          "the gateway's own pipeline is untouched",
+        );
       } finally {
         await gateway.close();
       }
@@ -116,7 +123,11 @@ describe('examples', function () {
           .expect(200);
         assert.equal(ok.body.content, 'echo: by hand');
         assert.equal(ok.headers['x-audited'], 'yes');
-        assert.deepEqual(audit[0], { requestId: ok.headers['x-request-id'], team: 'ops', model: 'gpt-4o-mini' });
+        assert.deepEqual(audit[0], {
+          requestId: ok.headers['x-request-id'],
+          team: 'ops',
+          model: 'gpt-4o-mini',
+        });
         const bad = await request(app).post('/ai/chat').send({ model: 'gpt-4o-mini' }).expect(400);
         assert.equal(bad.body.error.type, 'invalid_request');
         assert.equal(bad.body.error.param, 'messages');
@@ -152,7 +163,13 @@ describe('examples', function () {
           .expect(200);
         assert.match(stream.headers['content-type']!, /text\/event-stream/);
         const events = parseSse(stream.text);
-        assert.equal(events.filter((e) => e.event === 'message').map((e) => e.data.delta).join(''), 'echo: one two three');
+        assert.equal(
+          events
+            .filter((e) => e.event === 'message')
+            .map((e) => e.data.delta)
+            .join(''),
+          'echo: one two three',
+        );
         assert.equal(events.at(-1)!.event, 'done');
       } finally {
         await gateway.close();
@@ -168,13 +185,15 @@ describe('examples', function () {
         const html = await (await fetch(`${base}/`)).text();
         const script = /<script type="module">([\s\S]*?)<\/script>/.exec(html)![1]!;
         // A minimal DOM: the script only reads the prompt, writes two elements and listens for submit.
-        const elements: Record<string, { value?: string; textContent: string; listener?: (e: unknown) => Promise<void> }> =
-          {
-            prompt: { value: 'render me', textContent: '' },
-            answer: { textContent: '' },
-            usage: { textContent: '' },
-            ask: { textContent: '' },
-          };
+        const elements: Record<
+          string,
+          { value?: string; textContent: string; listener?: (e: unknown) => Promise<void> }
+        > = {
+          prompt: { value: 'render me', textContent: '' },
+          answer: { textContent: '' },
+          usage: { textContent: '' },
+          ask: { textContent: '' },
+        };
         const document = {
           getElementById: (id: string) => ({
             ...elements[id],
@@ -187,7 +206,8 @@ describe('examples', function () {
             get value() {
               return elements[id]!.value;
             },
-            addEventListener: (_type: string, fn: (e: unknown) => Promise<void>) => (elements[id]!.listener = fn),
+            addEventListener: (_type: string, fn: (e: unknown) => Promise<void>) =>
+              (elements[id]!.listener = fn),
           }),
         };
         const context = vm.createContext({
@@ -204,6 +224,90 @@ describe('examples', function () {
         await new Promise((resolve) => server.close(resolve));
         await gateway.close();
       }
+    });
+  });
+
+  describe('reuse-limiter-and-cache.ts', () => {
+    it("a host route with the gateway's per-user limiter and cache, and a limiter of its own", async () => {
+      const { app, gateway } = reuse.createApp({
+        ...config(),
+        rate_limiting: { per_user_rpm: 3 },
+        cache: { backend: 'memory' },
+      });
+      const before = fake.requests.length;
+      try {
+        const summarize = (text: string) =>
+          request(app).post('/api/summarize').set('x-user-id', 'zoe').send({ text });
+        const first = await summarize('Rivers flow to the sea.');
+        assert.equal(first.status, 200);
+        assert.equal(first.body.content, 'echo: Rivers flow to the sea.');
+        assert.equal(first.headers['x-gateway-cache'], 'MISS');
+        const second = await summarize('Rivers flow to the sea.');
+        assert.equal(second.headers['x-gateway-cache'], 'HIT');
+        assert.equal(fake.requests.length - before, 1, 'the repeat never reached the provider');
+        assert.equal(fake.requests.at(-1)!.body.messages[0].content, 'Summarize the text in one sentence.');
+        // The gateway's own chat route draws from the same per-user bucket: the fourth request is refused.
+        await request(app)
+          .post('/ai/chat')
+          .set('x-user-id', 'zoe')
+          .send({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] })
+          .expect(200);
+        const refused = await summarize('Another text.');
+        assert.equal(refused.status, 429);
+        assert.equal(refused.body.error.type, 'rate_limit');
+        assert.ok(Number(refused.headers['retry-after']) >= 1);
+        // Another user is unaffected; the host's own validation still answers in its own shape.
+        const other = await request(app).post('/api/summarize').set('x-user-id', 'yan').send({});
+        assert.deepEqual([other.status, other.body], [400, { error: 'text is required' }]);
+
+        const feedback = () => request(app).post('/api/feedback').set('x-user-id', 'zoe').send({ stars: 5 });
+        assert.equal((await feedback()).status, 200);
+        assert.equal((await feedback()).status, 200);
+        assert.equal((await feedback()).status, 429);
+      } finally {
+        await gateway.close();
+      }
+    });
+
+    it('main() runs the tour: miss, hit, then the shared limit refuses', async () => {
+      const log = console.log;
+      console.log = () => {};
+      try {
+        const out = await reuse.main();
+        assert.deepEqual(out.statuses, ['200 MISS', '200 HIT', '200', '429']);
+        assert.equal(out.upstreamCalls, 2);
+      } finally {
+        console.log = log;
+      }
+    });
+  });
+
+  describe('two-instances.ts', function () {
+    this.timeout(30_000);
+    it('two processes on loopback both answer; with Redis, B hits the cache A filled and limits are shared', async function () {
+      const lines: string[] = [];
+      const out = await twoInstances.main({ log: (l) => lines.push(l) });
+      assert.deepEqual(
+        out.answers.map((x) => [x.instance, x.status]),
+        [
+          ['A', 200],
+          ['B', 200],
+        ],
+      );
+      assert.match(out.answers[1]!.content, /^echo: What is a load balancer\?/);
+      assert.deepEqual(out.exitCodes, [0, 0], 'both instances shut down cleanly on SIGTERM');
+      if (!out.shared) {
+        const message = `Redis is not reachable (${lines[0]}): the shared cache and limit part was not checked.`;
+        if (process.env.CI) assert.fail(message);
+        console.warn(`      SKIPPED PART: ${message}`);
+        this.skip();
+      }
+      assert.deepEqual(
+        out.answers.map((x) => x.cache),
+        ['MISS', 'HIT'],
+      );
+      assert.equal(out.upstreamCalls, 1, 'B answered from the cache A filled');
+      assert.deepEqual(out.limitStatuses, [200, 200, 200, 429]);
     });
   });
 });

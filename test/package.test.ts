@@ -32,7 +32,10 @@ function newestSource(dir: string): number {
 function buildIsStale(): boolean {
   const built = path.join(repoRoot, 'dist/lib/index.js');
   if (!existsSync(built)) return true;
-  const sources = Math.max(newestSource(path.join(repoRoot, 'lib')), newestSource(path.join(repoRoot, 'types')));
+  const sources = Math.max(
+    newestSource(path.join(repoRoot, 'lib')),
+    newestSource(path.join(repoRoot, 'types')),
+  );
   return sources > statSync(built).mtimeMs;
 }
 

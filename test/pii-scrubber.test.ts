@@ -9,7 +9,7 @@ import { PII_TYPES, findPII, scrubPII } from '../lib/pii-detectors.js';
 import type { Stage } from '../lib/stage.js';
 import type { FakeProvider } from '../lib/testing/fake-server.js';
 import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
-import type { ChatRequest } from '../types/index.js';
+import type { ChatRequest, MiddlewareFileEntry } from '../types/index.js';
 import { hostApp, parseSse, recordingLogger } from './helpers/setup.js';
 import { measurePII } from './measure/evaluate.js';
 
@@ -114,7 +114,10 @@ describe('PII scrubber', () => {
     });
     const config = (options: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
       providers: { openai: { api_key: 'test-key', base_url: fake.baseUrl, models: ['gpt-4o-mini'] } },
-      middleware: [{ pii_scrubber: options }, { request_logger: { include_content: true } }],
+      middleware: [
+        { pii_scrubber: options },
+        { request_logger: { include_content: true } },
+      ] as MiddlewareFileEntry[],
       cache: { backend: 'disabled' as const },
       analytics: { enabled: false },
       logger: silentLogger,
@@ -139,6 +142,22 @@ describe('PII scrubber', () => {
       // Content was logged (include_content), scrubbed.
       assert.match(JSON.stringify((line.obj as { messages: unknown }).messages), /\[EMAIL(_1)?\]/);
       assertNoPII(logger.text(), 'the logs');
+    });
+
+    it("computes the cache key on the scrubbed request: a hit restores the new client's own values", async () => {
+      const { app } = hostApp({ ...config({ restore: true }), cache: { backend: 'memory' as const } });
+      const ask = (email: string) => ({
+        model: 'gpt-4o-mini',
+        temperature: 0,
+        messages: [{ role: 'user', content: `mail ${email} the report` }],
+      });
+      const first = await request(app).post('/ai/chat').send(ask('ann@example.com')).expect(200);
+      assert.equal(first.body.content, 'You said: mail ann@example.com the report');
+      const second = await request(app).post('/ai/chat').send(ask('bob@example.org')).expect(200);
+      assert.equal(second.headers['x-gateway-cache'], 'HIT');
+      assert.equal(second.body.content, 'You said: mail bob@example.org the report');
+      assert.equal(fake.requests.length, 1);
+      assertNoPII(fake.requests[0]!.rawBody, 'the provider');
     });
 
     it('leaves placeholders in the answer without restore', async () => {

@@ -536,8 +536,10 @@ describe('gemini through the gateway (fake Gemini)', () => {
 
   const configFor = (server: FakeProvider, extra: Record<string, unknown> = {}) => ({
     providers: {
-      gemini: { api_key: 'test-key', base_url: server.baseUrl, models: [MODEL], ...extra },
+      gemini: { api_key: 'test-key', base_url: server.baseUrl, models: [MODEL], max_retries: 0, ...extra },
     },
+    // The scenarios repeat prompts and fault single requests: the cache and retries would hide them.
+    cache: { backend: 'disabled' as const },
     logger: silentLogger,
   });
   function appFor(server: FakeProvider, extra: Record<string, unknown> = {}) {
@@ -667,6 +669,7 @@ describe('gemini through the gateway (fake Gemini)', () => {
   it('reports a wrong key (400 API_KEY_INVALID) as 502 authentication', async () => {
     const host = hostApp({
       providers: { gemini: { api_key: 'wrong-key', base_url: fake.baseUrl, models: [MODEL] } },
+      cache: { backend: 'disabled' },
       logger: silentLogger,
     });
     hosts.push(host);

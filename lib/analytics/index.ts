@@ -16,7 +16,13 @@ import type { AnalyticsSummary, Timeseries } from './summary.js';
 import { querySummary, queryTimeseries } from './summary.js';
 
 export type { AnalyticsRow } from './rows.js';
-export type { AnalyticsSummary, Breakdown, Timeseries, TimeseriesPoint, UpstreamBreakdown } from './summary.js';
+export type {
+  AnalyticsSummary,
+  Breakdown,
+  Timeseries,
+  TimeseriesPoint,
+  UpstreamBreakdown,
+} from './summary.js';
 export type { Bucket, Period, StatsQuery, TimeseriesQuery } from './query.js';
 export type { RecorderStats } from './recorder.js';
 
@@ -118,11 +124,15 @@ export class Analytics {
     const days = this.options.current().retentionDays;
     try {
       const deleted = await this.purgeOlderThan(new Date(this.now() - days * 86_400_000));
-      if (deleted) this.options.logger.info({ deleted, retention_days: days }, 'Analytics retention purged old rows.');
+      if (deleted)
+        this.options.logger.info({ deleted, retention_days: days }, 'Analytics retention purged old rows.');
       return deleted;
     } catch (err) {
       const message = (err instanceof Error ? err.message : String(err)).slice(0, 300);
-      this.options.logger.warn({ err: message }, 'Analytics retention failed; it runs again within the hour.');
+      this.options.logger.warn(
+        { err: message },
+        'Analytics retention failed; it runs again within the hour.',
+      );
       return 0;
     }
   }

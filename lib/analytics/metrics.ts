@@ -61,7 +61,11 @@ export class GatewayMetrics {
       help: 'US dollars cache hits saved.',
       registers,
     });
-    this.cacheHits = new Counter({ name: 'gateway_cache_hits_total', help: 'Requests answered from the cache.', registers });
+    this.cacheHits = new Counter({
+      name: 'gateway_cache_hits_total',
+      help: 'Requests answered from the cache.',
+      registers,
+    });
     this.rateLimited = new Counter({
       name: 'gateway_rate_limited_total',
       help: "Requests refused by the gateway's own rate limiter.",
@@ -86,7 +90,11 @@ export class GatewayMetrics {
         });
       stat('gateway_analytics_buffered_rows', 'Analytics rows waiting to be written.', (s) => s.buffered);
       stat('gateway_analytics_rows_written', 'Analytics rows written since start.', (s) => s.written);
-      stat('gateway_analytics_rows_dropped', 'Analytics rows lost since start (buffer full).', (s) => s.dropped);
+      stat(
+        'gateway_analytics_rows_dropped',
+        'Analytics rows lost since start (buffer full).',
+        (s) => s.dropped,
+      );
     }
   }
 
@@ -107,7 +115,11 @@ export class GatewayMetrics {
     if (r.rate_limited) this.rateLimited.inc();
     for (let i = 1; i < rows.length; i++) {
       const a = rows[i]!;
-      this.attempts.inc({ provider: a.provider ?? 'none', model: a.model ?? 'none', outcome: a.error_kind ?? 'ok' });
+      this.attempts.inc({
+        provider: a.provider ?? 'none',
+        model: a.model ?? 'none',
+        outcome: a.error_kind ?? 'ok',
+      });
     }
   }
 

@@ -4,7 +4,12 @@
  */
 import { InvalidRequestError } from '../errors.js';
 
-export const PERIODS = { '1h': 3_600_000, '24h': 86_400_000, '7d': 7 * 86_400_000, '30d': 30 * 86_400_000 } as const;
+export const PERIODS = {
+  '1h': 3_600_000,
+  '24h': 86_400_000,
+  '7d': 7 * 86_400_000,
+  '30d': 30 * 86_400_000,
+} as const;
 export type Period = keyof typeof PERIODS;
 
 export const BUCKETS = {
@@ -71,8 +76,12 @@ function filterOf(name: string, value: unknown): string | undefined {
   return value;
 }
 
-export function resolveRange(query: StatsQuery | Record<string, unknown> = {}, now = Date.now()): ResolvedRange {
-  if (!query || typeof query !== 'object') throw new InvalidRequestError('The stats query must be an object.');
+export function resolveRange(
+  query: StatsQuery | Record<string, unknown> = {},
+  now = Date.now(),
+): ResolvedRange {
+  if (!query || typeof query !== 'object')
+    throw new InvalidRequestError('The stats query must be an object.');
   const q = query as Record<string, unknown>;
   const filters: Filters = {};
   for (const name of ['user', 'provider', 'model'] as const) {
@@ -99,7 +108,10 @@ export function resolveRange(query: StatsQuery | Record<string, unknown> = {}, n
   return { period, fromMs: now - PERIODS[period], toMs: now, filters };
 }
 
-export function resolveBucket(query: TimeseriesQuery | Record<string, unknown>, range: ResolvedRange): number {
+export function resolveBucket(
+  query: TimeseriesQuery | Record<string, unknown>,
+  range: ResolvedRange,
+): number {
   const raw = (query as Record<string, unknown>).bucket;
   let bucket: Bucket;
   if (raw === undefined || raw === '') {

@@ -66,7 +66,12 @@ export class AnalyticsRecorder {
       return;
     }
     this.buffer.push(row);
-    if (this.buffer.length >= this.options.batchSize() && !this.soon && !this.inflight && this.now() >= this.retryAt) {
+    if (
+      this.buffer.length >= this.options.batchSize() &&
+      !this.soon &&
+      !this.inflight &&
+      this.now() >= this.retryAt
+    ) {
       this.soon = true;
       setImmediate(() => {
         this.soon = false;
@@ -108,7 +113,11 @@ export class AnalyticsRecorder {
   private logDrops(): void {
     if (this.droppedUnlogged === 0) return;
     this.options.logger.error(
-      { dropped: this.droppedUnlogged, total_dropped: this.counts.dropped, max_buffered_rows: this.maxBuffered },
+      {
+        dropped: this.droppedUnlogged,
+        total_dropped: this.counts.dropped,
+        max_buffered_rows: this.maxBuffered,
+      },
       'Analytics rows dropped: the database is unreachable and the buffer is full (or the gateway closed).',
     );
     this.droppedUnlogged = 0;

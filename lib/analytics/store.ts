@@ -10,15 +10,36 @@ import { ConfigError } from '../errors.js';
 import type { AnalyticsRow } from './rows.js';
 import { REQUESTS_TABLE, migrateToLatest } from './schema.js';
 
-export type AnalyticsStorageConfig = Pick<ResolvedConfig['analytics'], 'storage' | 'sqlitePath' | 'postgresUrl'>;
+export type AnalyticsStorageConfig = Pick<
+  ResolvedConfig['analytics'],
+  'storage' | 'sqlitePath' | 'postgresUrl'
+>;
 
 /** Rows per INSERT statement: keeps SQLite and PostgreSQL well under their bound-parameter limits. */
 const INSERT_CHUNK = 500;
 
 const COLUMNS = [
-  'ts', 'kind', 'event_id', 'attempt', 'request_id', 'user_id', 'provider', 'model', 'status', 'error_kind',
-  'prompt_tokens', 'completion_tokens', 'total_tokens', 'cost', 'cost_saved', 'latency_ms', 'ttft_ms', 'cached',
-  'rate_limited', 'stream', 'attempts',
+  'ts',
+  'kind',
+  'event_id',
+  'attempt',
+  'request_id',
+  'user_id',
+  'provider',
+  'model',
+  'status',
+  'error_kind',
+  'prompt_tokens',
+  'completion_tokens',
+  'total_tokens',
+  'cost',
+  'cost_saved',
+  'latency_ms',
+  'ttft_ms',
+  'cached',
+  'rate_limited',
+  'stream',
+  'attempts',
 ] as const satisfies readonly (keyof AnalyticsRow)[];
 const TUPLE = `(${COLUMNS.map(() => '?').join(', ')})`;
 
@@ -57,7 +78,8 @@ export class AnalyticsStore {
   private open(): Knex {
     if (this.db) return this.db;
     // knex prints pool and connection errors to the console; the recorder already reports failed writes.
-    const debug = (message: unknown) => this.logger?.debug?.({ err: String(message).slice(0, 300) }, 'analytics db');
+    const debug = (message: unknown) =>
+      this.logger?.debug?.({ err: String(message).slice(0, 300) }, 'analytics db');
     const log = { warn: debug, error: debug, debug, deprecate: debug };
     if (this.config.storage === 'postgres') {
       this.db = knexFactory({
@@ -111,14 +133,17 @@ export class AnalyticsStore {
   async insert(rows: readonly AnalyticsRow[]): Promise<void> {
     if (rows.length === 0) return;
     const db = await this.ready();
-    await db.transaction(async (trx) => {
+    const run = async (q: Knex | Knex.Transaction) => {
       for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
         const chunk = rows.slice(i, i + INSERT_CHUNK);
         const bindings: Knex.Value[] = [];
         for (const row of chunk) for (const c of COLUMNS) bindings.push(row[c]);
-        await trx.raw(insertSql(chunk.length), bindings);
+        await q.raw(insertSql(chunk.length), bindings);
       }
-    });
+    };
+    // One statement is atomic by itself; BEGIN/COMMIT round trips are only worth it for several.
+    if (rows.length <= INSERT_CHUNK) await run(db);
+    else await db.transaction(run);
   }
 
   /** Deletes rows older than `date` in batches, so a large purge never holds a long lock. */

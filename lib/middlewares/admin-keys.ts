@@ -17,18 +17,27 @@ import { writeJson } from './respond.js';
 
 function specFrom(body: unknown) {
   if (!body || typeof body !== 'object' || Array.isArray(body)) {
-    throw new InvalidRequestError('Send a JSON object like {"user": "alice", "models": ["gpt-4o-mini"], "rpm": 60}.', 'body');
+    throw new InvalidRequestError(
+      'Send a JSON object like {"user": "alice", "models": ["gpt-4o-mini"], "rpm": 60}.',
+      'body',
+    );
   }
   const b = body as Record<string, unknown>;
   for (const key of Object.keys(b)) {
     if (!['user', 'models', 'rpm', 'budget_usd_per_day'].includes(key)) {
-      throw new InvalidRequestError(`Unknown field "${key.slice(0, 64)}"; allowed: user, models, rpm, budget_usd_per_day.`, key.slice(0, 64));
+      throw new InvalidRequestError(
+        `Unknown field "${key.slice(0, 64)}"; allowed: user, models, rpm, budget_usd_per_day.`,
+        key.slice(0, 64),
+      );
     }
   }
   if (typeof b.user !== 'string' || b.user === '' || b.user.length > 256) {
     throw new InvalidRequestError('user must be a non-empty string of at most 256 characters.', 'user');
   }
-  if (b.models !== undefined && !(Array.isArray(b.models) && b.models.every((m) => typeof m === 'string' && m))) {
+  if (
+    b.models !== undefined &&
+    !(Array.isArray(b.models) && b.models.every((m) => typeof m === 'string' && m))
+  ) {
     throw new InvalidRequestError('models must be an array of model names.', 'models');
   }
   if (b.rpm !== undefined && !(Number.isInteger(b.rpm) && (b.rpm as number) > 0)) {

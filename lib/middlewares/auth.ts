@@ -73,7 +73,11 @@ export function authStage(gateway: Gateway): Stage {
   };
 }
 
-function refuse(req: { headers: Record<string, string | string[] | undefined> }, res: Response, error: GatewayError) {
+function refuse(
+  req: { headers: Record<string, string | string[] | undefined> },
+  res: Response,
+  error: GatewayError,
+) {
   const requestId = requestIdFrom(req.headers['x-request-id']);
   const headers: Record<string, string> = { 'X-Request-Id': requestId };
   if (error.status === 401) headers['WWW-Authenticate'] = 'Bearer realm="express-ai-gateway"';
@@ -120,11 +124,19 @@ export function adminAuth(gateway: Gateway): RequestHandler {
         return next();
       }
       if (presented === undefined) {
-        return refuse(req, res, new GatewayError('authentication', `An admin key is required: ${HOW_TO_AUTHENTICATE}.`));
+        return refuse(
+          req,
+          res,
+          new GatewayError('authentication', `An admin key is required: ${HOW_TO_AUTHENTICATE}.`),
+        );
       }
       // A valid user key is a known client without the right; anything else is simply a wrong key.
       if (store.lookup(auth, presented)) {
-        return refuse(req, res, new GatewayError('permission', 'This route needs an admin key (auth.admin_keys).'));
+        return refuse(
+          req,
+          res,
+          new GatewayError('permission', 'This route needs an admin key (auth.admin_keys).'),
+        );
       }
       return refuse(req, res, invalidKey());
     }

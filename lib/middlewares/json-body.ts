@@ -13,7 +13,8 @@ import { jsonProblem } from '../json-guard.js';
 
 function rejectInvalidUtf8(_req: unknown, _res: unknown, buf: Buffer): void {
   // body-parser passes this error on as is (status 400 included): the error handler answers it.
-  if (!isUtf8(buf)) throw new InvalidRequestError('Request body is not valid UTF-8; send UTF-8 JSON.', 'body');
+  if (!isUtf8(buf))
+    throw new InvalidRequestError('Request body is not valid UTF-8; send UTF-8 JSON.', 'body');
 }
 
 export function jsonBody(limit: string): RequestHandler {

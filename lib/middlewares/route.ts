@@ -97,11 +97,13 @@ async function tryTarget(run: RouteRun, t: PlannedTarget): Promise<Success | Gat
   const breaker = run.breakers.for(name);
   const since = performance.now();
   let keyRetries = 0;
+  let rotatedKey: string | undefined;
   for (let retry = 0; ; retry++) {
     const started = performance.now();
     let apiKey: string | undefined;
     try {
-      apiKey = ctx.runtime.nextKey(t.provider);
+      apiKey = rotatedKey ?? ctx.runtime.nextKey(t.provider);
+      rotatedKey = undefined;
       const success = await attemptOnce(ctx, t, apiKey, deadline.signal);
       record(ctx, t, started);
       logTransition(run, name, breaker.onSuccess());
@@ -119,10 +121,13 @@ async function tryTarget(run: RouteRun, t: PlannedTarget): Promise<Success | Gat
       t.provider.keys.report(apiKey, error);
       // A key the provider refused leaves the rotation; the next key gets the request at once, so that a
       // revoked key costs no request as long as another one works.
-      if (error.upstreamStatus === 401 && keyRetries < t.provider.keys.size - 1 && t.provider.keys.hasUsableKey()) {
-        keyRetries += 1;
-        retry -= 1;
-        continue;
+      if (error.upstreamStatus === 401 && keyRetries <= t.provider.keys.size) {
+        rotatedKey = t.provider.keys.newerKey(apiKey);
+        if (rotatedKey || (keyRetries < t.provider.keys.size - 1 && t.provider.keys.hasUsableKey())) {
+          keyRetries += 1;
+          retry -= 1;
+          continue;
+        }
       }
       // Only failures another attempt may cure count against the provider; a 400 proves it is up.
       logTransition(run, name, error.retryable ? breaker.onFailure(settings.breaker) : breaker.onSuccess());

@@ -1,13 +1,20 @@
 /**
  * Helpers for the analytics tests: crafted outcomes (for rows whose features a test does not exercise
  * through HTTP), the figures a summary must show for a list of known requests, and a TCP proxy that can
- * take PostgreSQL "down" and bring it back.
+ * take PostgreSQL "down" and bring it back; the two storages the suite runs on, each with a way to fail.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import knexFactory, { type Knex } from 'knex';
+import { REQUESTS_TABLE } from '../../lib/analytics/schema.js';
 import type { GatewayContext, RequestOutcome } from '../../lib/context.js';
 import type { GatewayError } from '../../lib/errors.js';
 import type { Gateway } from '../../lib/gateway.js';
+import type { AnalyticsFileConfig } from '../../types/index.js';
+import { POSTGRES_URL, probePostgres, requireService } from './services.js';
 
 export interface CraftOptions {
   user?: string;
@@ -36,7 +43,13 @@ export function craft(gateway: Gateway, o: CraftOptions): { ctx: GatewayContext;
     ctx.cacheStatus = 'HIT';
     if (o.costSaved !== undefined) ctx.locals.costSaved = o.costSaved;
   } else if (!o.error || o.provider) {
-    ctx.attempts.push({ provider, model, status: o.error ? 500 : 200, latency_ms: o.latency ?? 1, ...(o.error ? { error_kind: o.error.kind } : {}) });
+    ctx.attempts.push({
+      provider,
+      model,
+      status: o.error ? 500 : 200,
+      latency_ms: o.latency ?? 1,
+      ...(o.error ? { error_kind: o.error.kind } : {}),
+    });
   }
   if (o.error) return { ctx, outcome: { status: o.error.status, error: o.error } };
   const prompt = o.prompt ?? 1;
@@ -121,7 +134,10 @@ export function expectedOf(known: Known[]) {
 
 /** Sums of doubles differ in the last bits with the order of addition; nothing more is tolerated. */
 export function closeEnough(actual: number, expected: number, what: string): void {
-  assert.ok(Math.abs(actual - expected) <= 1e-12 + Math.abs(expected) * 1e-9, `${what}: ${actual} != ${expected}`);
+  assert.ok(
+    Math.abs(actual - expected) <= 1e-12 + Math.abs(expected) * 1e-9,
+    `${what}: ${actual} != ${expected}`,
+  );
 }
 
 /** A TCP proxy to `target` whose `down()` refuses and cuts every connection until `up()`. */
@@ -154,3 +170,85 @@ export async function pgProxy(target: URL) {
     close: stop,
   };
 }
+
+export interface Storage {
+  config: AnalyticsFileConfig;
+  db: Knex;
+  cleanup(): Promise<void>;
+}
+
+export interface Backend {
+  name: 'sqlite' | 'postgres';
+  check(mocha: Mocha.Context): Promise<void>;
+  fresh(): Promise<Storage>;
+  /** A way to take the database down (writes fail) and bring it back; `config` is what the gateway uses. */
+  outage(storage: Storage): Promise<Outage>;
+}
+
+export interface Outage {
+  config: AnalyticsFileConfig;
+  down(): Promise<void>;
+  restore(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export const sqlite: Backend = {
+  name: 'sqlite',
+  check: async () => {},
+  async fresh() {
+    const dir = mkdtempSync(join(tmpdir(), 'gw-analytics-'));
+    const path = join(dir, 'analytics.db');
+    const db = knexFactory({ client: 'sqlite3', connection: { filename: path }, useNullAsDefault: true });
+    return {
+      config: { storage: 'sqlite', sqlite_path: path },
+      db,
+      async cleanup() {
+        await db.destroy();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  },
+  async outage(storage) {
+    // The table must exist for the trigger; a first flush creates it.
+    const trigger = `CREATE TRIGGER fail_inserts BEFORE INSERT ON ${REQUESTS_TABLE} BEGIN SELECT RAISE(FAIL, 'disk is down'); END`;
+    return {
+      config: storage.config,
+      down: async () => void (await storage.db.raw(trigger)),
+      restore: async () => void (await storage.db.raw('DROP TRIGGER fail_inserts')),
+      close: async () => {},
+    };
+  },
+};
+
+let schemaSeq = 0;
+export const postgres: Backend = {
+  name: 'postgres',
+  check: (mocha) => requireService(mocha, 'PostgreSQL', () => probePostgres()),
+  async fresh() {
+    const schema = `analytics_test_${process.pid}_${Date.now()}_${schemaSeq++}`;
+    const admin = knexFactory({ client: 'pg', connection: POSTGRES_URL, pool: { min: 0, max: 1 } });
+    await admin.raw(`CREATE SCHEMA ${schema}`);
+    await admin.destroy();
+    const url = `${POSTGRES_URL}?options=${encodeURIComponent(`-c search_path=${schema}`)}`;
+    const db = knexFactory({ client: 'pg', connection: url, pool: { min: 0, max: 2 } });
+    return {
+      config: { storage: 'postgres', postgres_url: url },
+      db,
+      async cleanup() {
+        await db.raw(`DROP SCHEMA ${schema} CASCADE`);
+        await db.destroy();
+      },
+    };
+  },
+  async outage(storage) {
+    const proxy = await pgProxy(new URL(POSTGRES_URL));
+    const url = new URL(String(storage.config.postgres_url));
+    url.port = String(proxy.port);
+    return {
+      config: { storage: 'postgres', postgres_url: url.toString() },
+      down: () => proxy.down(),
+      restore: () => proxy.up(),
+      close: () => proxy.close(),
+    };
+  },
+};

@@ -1,0 +1,137 @@
+/**
+ * Shared pieces of the benchmark: starting each server in its own process (pinned to a core when the
+ * platform allows it), the request bodies every target receives, and percentile arithmetic. Kept apart so
+ * that the bench and the soak start their processes the same way.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { cpus } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
+export const RESULTS_DIR = join(BENCH_DIR, 'results');
+
+/** Whether `taskset` exists: pinning is what keeps the gateway's core free of the load generator. */
+const canPin = process.platform === 'linux' && spawnSync('taskset', ['-V']).status === 0;
+
+/**
+ * Core placement on a 2-core machine: the process under test (gateway, floor or thin proxy; only one is
+ * loaded at a time) gets core 0 to itself; the load generator and the fake upstream share core 1. The
+ * upstream answers from precomputed buffers, so its share is small and the same for every target.
+ */
+export const CORE_UNDER_TEST = '0';
+export const CORE_LOAD = cpus().length > 1 ? '1' : '0';
+
+export function pinSelf(core: string): boolean {
+  if (!canPin) return false;
+  // -a: every thread of this process, libuv's pool included.
+  return spawnSync('taskset', ['-a', '-pc', core, String(process.pid)]).status === 0;
+}
+
+export interface Server {
+  readonly name: string;
+  readonly port: number;
+  readonly child: ChildProcess;
+  /** Sends a message and waits for the reply of the same type. */
+  ask<T>(type: string): Promise<T>;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `bench/<file>` in its own node process (tsx loader, no type checking at runtime) and waits for it
+ * to report the port it listens on over the IPC channel.
+ */
+export async function startServer(
+  name: string,
+  file: string,
+  options: { env?: Record<string, string>; core?: string; nodeArgs?: string[] } = {},
+): Promise<Server> {
+  const nodeArgs = [...(options.nodeArgs ?? []), '--import', 'tsx', join(BENCH_DIR, file)];
+  const [cmd, args] =
+    canPin && options.core !== undefined
+      ? ['taskset', ['-c', options.core, process.execPath, ...nodeArgs]]
+      : [process.execPath, nodeArgs];
+  const child = spawn(cmd, args as string[], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, ...options.env },
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    const onExit = (code: number | null) => reject(new Error(`${name} exited (${code}) before it listened`));
+    child.once('exit', onExit);
+    child.once('message', (m: { type?: string; port?: number }) => {
+      child.off('exit', onExit);
+      if (m?.type === 'ready' && typeof m.port === 'number') resolve(m.port);
+      else reject(new Error(`${name}: unexpected first message ${JSON.stringify(m)}`));
+    });
+  });
+  return {
+    name,
+    port,
+    child,
+    ask<T>(type: string) {
+      return new Promise<T>((resolve) => {
+        const onMessage = (m: { type?: string; value?: T }) => {
+          if (m?.type !== type) return;
+          child.off('message', onMessage);
+          resolve(m.value as T);
+        };
+        child.on('message', onMessage);
+        child.send({ type });
+      });
+    },
+    stop() {
+      if (child.exitCode !== null) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        // A normal exit (not a signal) is what lets --cpu-prof write its profile.
+        const timer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+        child.once('exit', () => {
+          clearTimeout(timer);
+          resolve();
+        });
+        child.send({ type: 'shutdown' });
+      });
+    },
+  };
+}
+
+/** Called by each server process once it listens; handles shutdown and memory questions from the parent. */
+export function reportReady(port: number, onShutdown: () => Promise<void> | void, extra?: () => unknown): void {
+  process.on('message', (m: { type?: string }) => {
+    if (m?.type === 'shutdown') {
+      void Promise.resolve(onShutdown()).finally(() => process.exit(0));
+    } else if (m?.type === 'memory') {
+      const gc = (globalThis as { gc?: () => void }).gc;
+      // After a full collection heapUsed is what is really kept alive: the figure that shows a leak.
+      gc?.();
+      process.send?.({ type: 'memory', value: { ...process.memoryUsage(), gcForced: !!gc, state: extra?.() } });
+    }
+  });
+  // The parent gone (crashed bench) must not leave servers behind.
+  process.on('disconnect', () => process.exit(0));
+  process.send?.({ type: 'ready', port });
+}
+
+export const MODEL = 'gpt-4o-mini';
+/** A typical short prompt; the counter makes every request distinct (a cache miss) when wanted. */
+export function promptText(n: number | undefined): string {
+  return `Summarise the plot of a short story about a lighthouse keeper and a storm in two sentences.${
+    n === undefined ? '' : ` (request ${n})`
+  }`;
+}
+
+export function chatBody(n: number | undefined, stream = false): string {
+  const body: Record<string, unknown> = { model: MODEL, messages: [{ role: 'user', content: promptText(n) }] };
+  if (stream) body.stream = true;
+  return JSON.stringify(body);
+}
+
+export function percentile(sorted: Float64Array | number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[i]!;
+}
+
+export function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  return percentile(s, 50);
+}

@@ -1,0 +1,46 @@
+/**
+ * The floor: a minimal Express 5 app that parses the JSON body, forwards it to the same upstream with the
+ * same axios settings the gateway uses (keep-alive agent, maxRedirects 0, no JSON transforms) and relays the
+ * answer. Any Express + axios gateway pays at least this; the gateway's own work is what it adds on top.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import axios from 'axios';
+import express from 'express';
+import { reportReady } from './common.js';
+
+const upstream = `http://127.0.0.1:${Number(process.env.UPSTREAM_PORT)}`;
+const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+const client = axios.create({
+  httpAgent,
+  httpsAgent: new https.Agent({ keepAlive: true, maxSockets: 256 }),
+  maxRedirects: 0,
+  transformRequest: [(data) => data],
+  transformResponse: [(data) => data],
+  validateStatus: () => true,
+  maxContentLength: 50 * 1024 * 1024,
+  proxy: false,
+});
+
+const app = express();
+app.disable('x-powered-by');
+app.post('/v1/chat/completions', express.json({ limit: '1mb' }), async (req, res, next) => {
+  try {
+    const up = await client.post<string>(`${upstream}/v1/chat/completions`, JSON.stringify(req.body), {
+      headers: { 'content-type': 'application/json', authorization: 'Bearer bench-key' },
+      responseType: 'text',
+    });
+    res.writeHead(up.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(up.data) });
+    res.end(up.data);
+  } catch (err) {
+    next(err);
+  }
+});
+
+const server = app.listen(0, '127.0.0.1', () => {
+  reportReady((server.address() as { port: number }).port, () => {
+    httpAgent.destroy();
+    return new Promise((r) => server.close(() => r()));
+  });
+});
+server.keepAliveTimeout = 60_000;

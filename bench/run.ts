@@ -1,0 +1,263 @@
+/**
+ * `npm run bench`: the gateway's overhead against what any Node gateway must pay.
+ *
+ * Processes: the fake upstream, the thin proxy, the Express+axios floor and the gateway host each run in
+ * their own node process; this process is the load generator. Placement (see common.ts): the process under
+ * test alone on core 0, load generator and upstream on core 1. Targets are interleaved: several short
+ * rounds, each visiting every target once, so that drift (thermal, noisy neighbours, GC state) spreads over
+ * all targets instead of favouring whichever ran first.
+ *
+ * Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (per target per round at 32 connections, default 3),
+ * BENCH_SECONDS_1 (at 1 connection, default 3), BENCH_STREAMS (sequential streams per target per round,
+ * default 150), BENCH_TARGETS (comma-separated names to run only those), BENCH_PROFILE=1 (the gateway runs
+ * with --cpu-prof; its top self-time functions are printed at the end).
+ */
+import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join, relative } from 'node:path';
+import { CORE_LOAD, CORE_UNDER_TEST, RESULTS_DIR, median, percentile, pinSelf, startServer, type Server } from './common.js';
+import { load, streams, type LoadResult, type StreamResult } from './load.js';
+import { summariseProfile } from './profile-summary.js';
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
+const SECONDS_1 = Number(process.env.BENCH_SECONDS_1 ?? 3);
+const STREAMS = Number(process.env.BENCH_STREAMS ?? 150);
+const PROFILE = process.env.BENCH_PROFILE === '1';
+const only = process.env.BENCH_TARGETS?.split(',').map((s) => s.trim());
+
+type Host = 'upstream' | 'proxy' | 'floor' | 'gateway';
+interface Target {
+  name: string;
+  host: Host;
+  path: string;
+  unique: boolean;
+  what: string;
+}
+
+const OPENAI_PATH = '/v1/chat/completions';
+const LOAD_TARGETS: Target[] = [
+  { name: 'upstream', host: 'upstream', path: OPENAI_PATH, unique: true, what: 'the fake upstream, direct' },
+  { name: 'proxy', host: 'proxy', path: OPENAI_PATH, unique: true, what: 'thinnest node:http reverse proxy' },
+  { name: 'floor', host: 'floor', path: OPENAI_PATH, unique: true, what: 'Express 5 + axios forwarding, nothing else' },
+  { name: 'gateway', host: 'gateway', path: '/ai/chat', unique: true, what: 'default pipeline, cache miss' },
+  { name: 'gateway-hit', host: 'gateway', path: '/ai/chat', unique: false, what: 'default pipeline, cache hit' },
+  { name: 'plain', host: 'gateway', path: '/plain', unique: false, what: 'plain Express route, same JSON as a hit' },
+  { name: 'stage:route', host: 'gateway', path: '/s/route/chat', unique: true, what: "pipeline ['route']" },
+  { name: 'stage:+analytics', host: 'gateway', path: '/s/analytics/chat', unique: true, what: '+ analytics (SQLite)' },
+  { name: 'stage:+rateLimit', host: 'gateway', path: '/s/ratelimit/chat', unique: true, what: '+ rateLimit (memory)' },
+  { name: 'stage:+middleware', host: 'gateway', path: '/s/middleware/chat', unique: true, what: '+ middleware (pii_scrubber)' },
+  { name: 'stage:+cache', host: 'gateway', path: '/s/cache/chat', unique: true, what: '+ cache (miss)' },
+].filter((t) => !only || only.includes(t.name));
+const LATENCY_TARGETS = LOAD_TARGETS.filter((t) =>
+  ['upstream', 'proxy', 'floor', 'gateway', 'gateway-hit', 'plain'].includes(t.name),
+);
+const STREAM_TARGETS: Target[] = [
+  { name: 'upstream', host: 'upstream', path: OPENAI_PATH, unique: true, what: 'direct' },
+  { name: 'proxy', host: 'proxy', path: OPENAI_PATH, unique: true, what: 'thin proxy' },
+  { name: 'gateway', host: 'gateway', path: '/ai/chat/stream', unique: true, what: 'default pipeline, miss' },
+].filter((t) => !only || only.includes(`stream:${t.name}`) || only.includes(t.name));
+
+interface Acc {
+  rps: number[];
+  latencies: number[];
+  non2xx: number;
+  errors: number;
+}
+const acc = (): Acc => ({ rps: [], latencies: [], non2xx: 0, errors: 0 });
+const at32 = new Map<string, Acc>();
+const at1 = new Map<string, Acc>();
+const streamAcc = new Map<string, { ttfb: number[]; total: number[]; chunks: number; seconds: number; failures: number }>();
+
+function add(map: Map<string, Acc>, name: string, r: LoadResult): void {
+  const a = map.get(name) ?? acc();
+  a.rps.push(r.rps);
+  for (const l of r.latencies) a.latencies.push(l);
+  a.non2xx += r.non2xx;
+  a.errors += r.errors;
+  map.set(name, a);
+}
+
+function addStream(name: string, r: StreamResult): void {
+  const a = streamAcc.get(name) ?? { ttfb: [], total: [], chunks: 0, seconds: 0, failures: 0 };
+  a.ttfb.push(...r.ttfb);
+  a.total.push(...r.total);
+  a.chunks += r.chunks;
+  a.seconds += r.seconds;
+  a.failures += r.failures;
+  streamAcc.set(name, a);
+}
+
+function summary(a: Acc | undefined) {
+  if (!a) return undefined;
+  const sorted = Float64Array.from(a.latencies).sort();
+  return {
+    rps: Math.round(median(a.rps)),
+    rpsRounds: a.rps.map(Math.round),
+    p50: round3(percentile(sorted, 50)),
+    p90: round3(percentile(sorted, 90)),
+    p99: round3(percentile(sorted, 99)),
+    samples: sorted.length,
+    non2xx: a.non2xx,
+    errors: a.errors,
+  };
+}
+
+const round3 = (n: number) => Math.round(n * 1000) / 1000;
+const ratio = (a?: number, b?: number) => (a !== undefined && b ? Math.round((a / b) * 1000) / 1000 : undefined);
+
+async function main(): Promise<void> {
+  const pinned = pinSelf(CORE_LOAD);
+  const servers = new Map<Host, Server>();
+  const upstream = await startServer('upstream', 'upstream.ts', { core: CORE_LOAD });
+  servers.set('upstream', upstream);
+  const env = { UPSTREAM_PORT: String(upstream.port) };
+  servers.set('proxy', await startServer('proxy', 'proxy.ts', { env, core: CORE_UNDER_TEST }));
+  servers.set('floor', await startServer('floor', 'floor.ts', { env, core: CORE_UNDER_TEST }));
+  const profileDir = join(RESULTS_DIR, 'profile');
+  if (PROFILE) mkdirSync(profileDir, { recursive: true });
+  const profileStart = Date.now();
+  servers.set(
+    'gateway',
+    await startServer('gateway', 'gateway-host.ts', {
+      env,
+      core: CORE_UNDER_TEST,
+      nodeArgs: PROFILE ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
+    }),
+  );
+  const port = (t: Target) => servers.get(t.host)!.port;
+
+  console.log(
+    `bench: ${ROUNDS} rounds; ${SECONDS}s at 32 connections, ${SECONDS_1}s at 1 connection, ${STREAMS} streams per target per round; pinned: ${pinned}`,
+  );
+  // Warm-up: JIT, keep-alive pools, and the cache entry the hit target reads.
+  for (const t of LOAD_TARGETS) await load({ port: port(t), path: t.path, connections: 32, seconds: 2, unique: t.unique });
+  for (const t of STREAM_TARGETS) await streams(port(t), t.path, 30, t.unique);
+
+  for (let round = 1; round <= ROUNDS; round++) {
+    // Rotating the starting target keeps any within-round trend from always hitting the same one.
+    const rot = <T>(list: T[]) => list.map((_, i) => list[(i + round - 1) % list.length]!);
+    for (const t of rot(LOAD_TARGETS)) {
+      add(at32, t.name, await load({ port: port(t), path: t.path, connections: 32, seconds: SECONDS, unique: t.unique }));
+    }
+    for (const t of rot(LATENCY_TARGETS)) {
+      add(at1, t.name, await load({ port: port(t), path: t.path, connections: 1, seconds: SECONDS_1, unique: t.unique }));
+    }
+    for (const t of rot(STREAM_TARGETS)) addStream(t.name, await streams(port(t), t.path, STREAMS, t.unique));
+    console.log(`round ${round}/${ROUNDS} done`);
+  }
+
+  const memory = await servers.get('gateway')!.ask<NodeJS.MemoryUsage>('memory');
+  for (const s of [...servers.values()].reverse()) await s.stop();
+
+  const c32 = Object.fromEntries(LOAD_TARGETS.map((t) => [t.name, summary(at32.get(t.name))]));
+  const c1 = Object.fromEntries(LATENCY_TARGETS.map((t) => [t.name, summary(at1.get(t.name))]));
+  const base = (name: string) => c32[name]?.rps;
+  const table32 = LOAD_TARGETS.map((t) => {
+    const s = c32[t.name]!;
+    return {
+      target: t.name,
+      what: t.what,
+      'req/s': s.rps,
+      'p50 ms': s.p50,
+      'p99 ms': s.p99,
+      'x upstream': ratio(s.rps, base('upstream')),
+      'x proxy': ratio(s.rps, base('proxy')),
+      'x floor': ratio(s.rps, base('floor')),
+      'non-2xx': s.non2xx + s.errors,
+    };
+  });
+  const direct1 = c1.upstream;
+  const table1 = LATENCY_TARGETS.map((t) => {
+    const s = c1[t.name]!;
+    return {
+      target: t.name,
+      'req/s': s.rps,
+      'p50 ms': s.p50,
+      'p99 ms': s.p99,
+      '+p50 vs upstream': direct1 ? round3(s.p50 - direct1.p50) : undefined,
+      '+p99 vs upstream': direct1 ? round3(s.p99 - direct1.p99) : undefined,
+      '+p50 vs proxy': c1.proxy ? round3(s.p50 - c1.proxy.p50) : undefined,
+      '+p50 vs floor': c1.floor ? round3(s.p50 - c1.floor.p50) : undefined,
+    };
+  });
+  const streamRows = STREAM_TARGETS.map((t) => {
+    const a = streamAcc.get(t.name)!;
+    const ttfb = Float64Array.from(a.ttfb).sort();
+    const total = Float64Array.from(a.total).sort();
+    return {
+      target: t.name,
+      streams: a.ttfb.length,
+      failures: a.failures,
+      'ttfb p50 ms': round3(percentile(ttfb, 50)),
+      'ttfb p99 ms': round3(percentile(ttfb, 99)),
+      'stream p50 ms': round3(percentile(total, 50)),
+      'chunks/s': Math.round(a.chunks / a.seconds),
+    };
+  });
+  const sd = (n: string) => streamRows.find((r) => r.target === n);
+  const checks = {
+    'gateway >= 85% of floor req/s': check(ratio(c32.gateway?.rps, c32.floor?.rps), (v) => v >= 0.85),
+    'added p50 at 1 connection < 0.5 ms': check(table1.find((r) => r.target === 'gateway')?.['+p50 vs upstream'], (v) => v < 0.5),
+    'added p99 at 1 connection < 2 ms': check(table1.find((r) => r.target === 'gateway')?.['+p99 vs upstream'], (v) => v < 2),
+    'cache hit >= 90% of plain route req/s': check(ratio(c32['gateway-hit']?.rps, c32.plain?.rps), (v) => v >= 0.9),
+    'stream ttfb within 1 ms of direct': check(
+      sd('gateway') && sd('upstream') ? round3(sd('gateway')!['ttfb p50 ms'] - sd('upstream')!['ttfb p50 ms']) : undefined,
+      (v) => v <= 1,
+    ),
+  };
+
+  console.log('\nAt 32 connections (req/s: median of rounds; latency over all rounds)');
+  console.table(table32);
+  console.log('At 1 connection (added latency)');
+  console.table(table1);
+  console.log('Streaming (sequential, one connection)');
+  console.table(streamRows);
+  console.log('Targets');
+  console.table(checks);
+
+  const result = {
+    date: new Date().toISOString(),
+    machine: {
+      nproc: cpus().length,
+      cpu: cpus()[0]?.model,
+      memGiB: Math.round(totalmem() / 2 ** 30),
+      node: process.version,
+      placement: pinned
+        ? `under test on core ${CORE_UNDER_TEST}; load generator and upstream on core ${CORE_LOAD}`
+        : 'not pinned',
+    },
+    settings: { rounds: ROUNDS, seconds32: SECONDS, seconds1: SECONDS_1, streamsPerRound: STREAMS, profile: PROFILE },
+    connections32: c32,
+    connections1: c1,
+    table32,
+    table1,
+    streaming: streamRows,
+    checks,
+    gatewayMemoryAfter: memory,
+  };
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  writeFileSync(join(RESULTS_DIR, 'latest.json'), JSON.stringify(result, null, 2));
+  console.log(`\nwritten: ${relative(process.cwd(), join(RESULTS_DIR, 'latest.json'))}`);
+
+  if (PROFILE) {
+    const newest = readdirSync(profileDir)
+      .filter((f) => f.endsWith('.cpuprofile'))
+      .map((f) => join(profileDir, f))
+      .filter((f) => statSync(f).mtimeMs >= profileStart)
+      .sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs)[0];
+    if (newest) {
+      console.log(`\nGateway CPU profile: ${relative(process.cwd(), newest)}`);
+      console.log(summariseProfile(newest, 30));
+    }
+  }
+}
+
+function check(value: number | undefined, ok: (v: number) => boolean) {
+  return { value, met: value === undefined ? undefined : ok(value) };
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

@@ -1,0 +1,323 @@
+/**
+ * The dashboard's browser script, embedded as a string (see style.ts for why). Plain ES2017 without
+ * modules or a build step, so it runs as served. Written without template literals so that it can live
+ * inside one; every figure is written with textContent, never as HTML, because user ids and model names
+ * come from clients.
+ */
+export const APP_JS = String.raw`
+(function () {
+  'use strict';
+
+  var PERIODS = ['1h', '24h', '7d', '30d'];
+  var body = document.body;
+  var baseMeta = document.querySelector('meta[name="dashboard-base"]');
+  var base = new URL((baseMeta && baseMeta.getAttribute('content')) || './', location.href);
+  var pollMs = Number(body.getAttribute('data-poll-ms')) || 2000;
+  var period = readPeriod();
+  var charts = {};
+  var timer = null;
+  var inFlight = false;
+
+  function readPeriod() {
+    var stored = null;
+    try { stored = sessionStorage.getItem('ai-gateway-dashboard-period'); } catch (e) { stored = null; }
+    return PERIODS.indexOf(stored) >= 0 ? stored : '24h';
+  }
+
+  function $(id) { return document.getElementById(id); }
+
+  function setText(el, text) { if (el && el.textContent !== text) el.textContent = text; }
+
+  // ---- formatting -------------------------------------------------------------------------------
+
+  function fmtInt(n) { return Math.round(n).toLocaleString('en-US'); }
+  function fmtPct(r) { return (r * 100).toFixed(1) + '%'; }
+  function fmtMs(ms) {
+    if (!ms) return '0 ms';
+    return ms < 1000 ? Math.round(ms) + ' ms' : (ms / 1000).toFixed(2) + ' s';
+  }
+  function fmtCost(v) {
+    if (!v) return '$0.00';
+    if (v < 0.01) return '$' + v.toFixed(6);
+    if (v < 1) return '$' + v.toFixed(4);
+    return '$' + v.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+  }
+  function fmtTime(iso, p) {
+    var d = new Date(iso);
+    if (p === '1h' || p === '24h') return d.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    if (p === '7d') return d.toLocaleString([], { weekday: 'short', hour: '2-digit', minute: '2-digit' });
+    return d.toLocaleDateString([], { month: 'short', day: 'numeric' });
+  }
+
+  // ---- state banners ----------------------------------------------------------------------------
+
+  function showBanner(kind, title, message) {
+    var banner = $('banner');
+    banner.hidden = false;
+    banner.className = 'banner' + (kind === 'error' ? ' error' : '');
+    banner.setAttribute('data-state', kind);
+    setText($('banner-title'), title);
+    setText($('banner-message'), message);
+  }
+  function hideBanner() { $('banner').hidden = true; }
+
+  function setLive(ok, text) {
+    var dot = $('live-dot');
+    dot.className = 'dot ' + (ok ? 'live' : 'stale');
+    setText($('live-text'), text);
+  }
+
+  // ---- tiles ------------------------------------------------------------------------------------
+
+  function tile(name, value, text, sub) {
+    var el = document.querySelector('[data-testid="tile-' + name + '"]');
+    if (!el) return;
+    el.setAttribute('data-value', String(value));
+    setText(el.querySelector('.value'), text);
+    setText(el.querySelector('.sub'), sub || '');
+  }
+
+  function renderTiles(s) {
+    tile('requests', s.total_requests, fmtInt(s.total_requests),
+      fmtInt(s.streams) + ' streamed, ' + fmtInt(s.fallbacks) + ' fell back');
+    tile('cost', s.total_cost, fmtCost(s.total_cost), fmtInt(s.total_tokens) + ' tokens');
+    tile('cost-saved', s.total_cost_saved, fmtCost(s.total_cost_saved), 'by ' + fmtInt(s.cache_hits) + ' cache hits');
+    tile('latency-avg', s.avg_latency_ms, fmtMs(s.avg_latency_ms),
+      s.avg_ttft_ms === null ? 'per request' : 'first token ' + fmtMs(s.avg_ttft_ms));
+    tile('latency-p95', s.p95_latency_ms, fmtMs(s.p95_latency_ms),
+      'p50 ' + fmtMs(s.p50_latency_ms) + ', p99 ' + fmtMs(s.p99_latency_ms));
+    tile('error-rate', s.error_rate, fmtPct(s.error_rate),
+      fmtInt(s.total_errors) + ' errors, ' + fmtInt(s.rate_limited) + ' rate-limited');
+    tile('cache-hit-rate', s.cache_hit_rate, fmtPct(s.cache_hit_rate), fmtInt(s.cache_hits) + ' hits');
+  }
+
+  // ---- tables -----------------------------------------------------------------------------------
+
+  function cell(row, text, cls) {
+    var td = document.createElement('td');
+    td.textContent = text;
+    if (cls) td.className = cls;
+    row.appendChild(td);
+    return td;
+  }
+
+  function fillTable(id, rows, columns, emptyText) {
+    var tbody = document.querySelector('#' + id + ' tbody');
+    var fresh = document.createDocumentFragment();
+    if (!rows.length) {
+      var empty = document.createElement('tr');
+      var td = cell(empty, emptyText, 'empty');
+      td.colSpan = columns;
+      fresh.appendChild(empty);
+    }
+    rows.forEach(function (r) { fresh.appendChild(r); });
+    tbody.replaceChildren(fresh);
+  }
+
+  function breakdownRows(list) {
+    return list.map(function (b) {
+      var tr = document.createElement('tr');
+      cell(tr, b.name === null ? '(none)' : b.name);
+      cell(tr, fmtInt(b.requests));
+      cell(tr, b.errors ? fmtInt(b.errors) + ' (' + fmtPct(b.error_rate) + ')' : '0', b.errors ? 'bad' : '');
+      cell(tr, fmtInt(b.tokens));
+      cell(tr, fmtCost(b.cost));
+      cell(tr, fmtMs(b.avg_latency_ms));
+      return tr;
+    });
+  }
+
+  function renderTables(s) {
+    fillTable('by-provider', breakdownRows(s.by_provider), 6, 'No requests in this period.');
+    fillTable('by-model', breakdownRows(s.by_model), 6, 'No requests in this period.');
+    fillTable('by-user', breakdownRows(s.by_user), 6, 'No requests in this period.');
+  }
+
+  function renderHealth(providers, upstream) {
+    var attempts = {};
+    (upstream || []).forEach(function (u) { attempts[u.name] = u; });
+    var rows = providers.map(function (p) {
+      var tr = document.createElement('tr');
+      tr.setAttribute('data-provider', p.name);
+      cell(tr, p.name + (p.type !== p.name ? ' (' + p.type + ')' : ''));
+      var state = p.enabled ? p.circuit.state : 'disabled';
+      var chipCell = cell(tr, '');
+      var chip = document.createElement('span');
+      chip.className = 'chip ' + state;
+      chip.setAttribute('data-testid', 'circuit-' + p.name);
+      chip.textContent = state.replace('_', ' ') +
+        (p.circuit.retry_in_ms ? ' (' + Math.ceil(p.circuit.retry_in_ms / 1000) + ' s)' : '');
+      chipCell.appendChild(chip);
+      cell(tr, fmtInt(p.circuit.recent_failures));
+      cell(tr, p.keys_active + '/' + p.keys_total);
+      var a = attempts[p.name];
+      cell(tr, a ? fmtInt(a.attempts) : '0');
+      cell(tr, a ? fmtPct(a.error_rate) : '-', a && a.errors ? 'bad' : '');
+      return tr;
+    });
+    fillTable('health', rows, 6, 'No providers configured.');
+  }
+
+  function renderRecent(recent) {
+    var rows = recent.map(function (p) {
+      var tr = document.createElement('tr');
+      cell(tr, new Date(p.t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
+      cell(tr, fmtInt(p.requests));
+      cell(tr, fmtInt(p.errors), p.errors ? 'bad' : '');
+      cell(tr, fmtInt(p.tokens));
+      cell(tr, fmtCost(p.cost));
+      cell(tr, fmtMs(p.avg_latency_ms));
+      return tr;
+    });
+    fillTable('recent', rows, 6, 'No requests in the last hour.');
+  }
+
+  // ---- charts -----------------------------------------------------------------------------------
+
+  function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+
+  var CHARTS = [
+    { id: 'chart-requests', key: 'requests', type: 'bar', color: '--accent', integer: true },
+    { id: 'chart-cost', key: 'cost', type: 'line', color: '--good', money: true },
+    { id: 'chart-latency', key: 'avg_latency_ms', type: 'line', color: '--warn' },
+    { id: 'chart-errors', key: 'errors', type: 'bar', color: '--bad', integer: true },
+  ];
+
+  function makeChart(spec) {
+    var canvas = $(spec.id);
+    var color = css(spec.color);
+    return new window.Chart(canvas, {
+      type: spec.type,
+      data: { labels: [], datasets: [{
+        data: [],
+        borderColor: color,
+        backgroundColor: spec.type === 'bar' ? color : 'transparent',
+        borderWidth: 2,
+        pointRadius: 0,
+        tension: 0.25,
+        fill: false,
+      }] },
+      options: {
+        animation: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        interaction: { mode: 'index', intersect: false },
+        plugins: {
+          legend: { display: false },
+          tooltip: { callbacks: { label: function (ctx) {
+            var v = ctx.parsed.y;
+            return spec.money ? fmtCost(v) : spec.integer ? fmtInt(v) : fmtMs(v);
+          } } },
+        },
+        scales: {
+          x: { grid: { display: false }, ticks: { color: css('--muted'), maxTicksLimit: 6, maxRotation: 0 } },
+          y: {
+            beginAtZero: true,
+            grid: { color: css('--grid') },
+            ticks: {
+              color: css('--muted'),
+              maxTicksLimit: 5,
+              precision: spec.integer ? 0 : undefined,
+              callback: function (v) { return spec.money ? fmtCost(v) : spec.integer ? v : fmtMs(v); },
+            },
+          },
+        },
+      },
+    });
+  }
+
+  function renderCharts(points, p) {
+    if (typeof window.Chart !== 'function') {
+      $('charts-note').hidden = false;
+      return;
+    }
+    var labels = points.map(function (pt) { return fmtTime(pt.t, p); });
+    CHARTS.forEach(function (spec) {
+      if (!charts[spec.id]) charts[spec.id] = makeChart(spec);
+      var chart = charts[spec.id];
+      chart.data.labels = labels;
+      chart.data.datasets[0].data = points.map(function (pt) { return pt[spec.key]; });
+      chart.update('none');
+    });
+  }
+
+  // Colours come from CSS variables; a light/dark switch must repaint the charts with the new ones.
+  function restyleCharts() {
+    Object.keys(charts).forEach(function (id) { charts[id].destroy(); delete charts[id]; });
+    if (lastTimeseries) renderCharts(lastTimeseries.points, lastTimeseries.period);
+  }
+
+  // ---- polling ----------------------------------------------------------------------------------
+
+  var lastTimeseries = null;
+
+  function render(data) {
+    renderHealth(data.health, data.enabled ? data.summary.upstream_by_provider : []);
+    body.setAttribute('data-analytics', data.enabled ? 'enabled' : 'disabled');
+    $('analytics').hidden = !data.enabled;
+    if (!data.enabled) {
+      showBanner('disabled', 'Analytics is disabled', data.message);
+      return;
+    }
+    hideBanner();
+    renderTiles(data.summary);
+    renderTables(data.summary);
+    renderRecent(data.recent);
+    lastTimeseries = { points: data.timeseries.points, period: data.period };
+    renderCharts(data.timeseries.points, data.period);
+    setText($('range'), new Date(data.summary.from).toLocaleString() + ' to ' +
+      new Date(data.summary.to).toLocaleString());
+  }
+
+  function refresh() {
+    if (inFlight) return;
+    inFlight = true;
+    clearTimeout(timer);
+    var url = new URL('api/overview', base);
+    url.searchParams.set('period', period);
+    fetch(url.toString(), { credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } })
+      .then(function (res) {
+        return res.json().catch(function () { return null; }).then(function (json) {
+          if (res.status === 401 || res.status === 403) {
+            var msg = json && json.error ? json.error.message : 'An admin key is required.';
+            showBanner('error', 'Not authorized', msg + ' Open this page as ' + location.pathname +
+              '?key=<admin key>.');
+            setLive(false, 'Not authorized');
+            return;
+          }
+          if (!res.ok || !json) throw new Error((json && json.error && json.error.message) || 'HTTP ' + res.status);
+          render(json);
+          body.setAttribute('data-updated', json.generated_at);
+          setLive(true, 'Live, updated ' + new Date(json.generated_at).toLocaleTimeString());
+        });
+      })
+      .catch(function (err) {
+        setLive(false, 'Connection lost, retrying (' + (err && err.message ? err.message : 'error') + ')');
+      })
+      .then(function () {
+        inFlight = false;
+        // Polling pauses while the tab is hidden; it resumes (and refreshes) when it is shown again.
+        if (!document.hidden) timer = setTimeout(refresh, pollMs);
+      });
+  }
+
+  function selectPeriod(p) {
+    period = p;
+    try { sessionStorage.setItem('ai-gateway-dashboard-period', p); } catch (e) { /* private mode */ }
+    document.querySelectorAll('.periods button').forEach(function (b) {
+      b.setAttribute('aria-pressed', String(b.getAttribute('data-period') === p));
+    });
+    refresh();
+  }
+
+  document.querySelectorAll('.periods button').forEach(function (b) {
+    b.addEventListener('click', function () { selectPeriod(b.getAttribute('data-period')); });
+  });
+  document.addEventListener('visibilitychange', function () { if (!document.hidden) refresh(); });
+  if (window.matchMedia) {
+    var scheme = window.matchMedia('(prefers-color-scheme: dark)');
+    if (scheme.addEventListener) scheme.addEventListener('change', restyleCharts);
+  }
+  selectPeriod(period);
+})();
+`;

@@ -39,7 +39,8 @@ if (target === 'plain') {
     },
     cache: { backend: 'memory', ttl_seconds: 3600 },
     analytics: { enabled: false },
-    logger: silentLogger,
+    // Cache store failures are what would make a bench request miss: show them.
+    logger: { ...silentLogger, error: (obj: unknown, msg?: string) => console.error(msg, obj) },
     ...(store ? { cacheStore: store } : {}),
   });
   app.use('/ai', createGatewayRouter(gateway));

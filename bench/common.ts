@@ -4,6 +4,7 @@
  * that the bench and the soak start their processes the same way.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -21,6 +22,24 @@ const canPin = process.platform === 'linux' && spawnSync('taskset', ['-V']).stat
  */
 export const CORE_UNDER_TEST = '0';
 export const CORE_LOAD = cpus().length > 1 ? '1' : '0';
+
+/**
+ * CPU time (user + system, all threads) a process has used, in ms, from /proc. Throughput on a shared
+ * machine moves with whatever else runs; CPU time per request is what the code itself costs, so the bench
+ * reports both. Undefined where /proc does not exist.
+ */
+export function cpuMs(pid: number | undefined): number | undefined {
+  if (pid === undefined || process.platform !== 'linux') return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start at field 3; utime, stime are 14, 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return undefined;
+  }
+}
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
 
 export function pinSelf(core: string): boolean {
   if (!canPin) return false;

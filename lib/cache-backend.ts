@@ -131,8 +131,12 @@ export class CacheBackend {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<undefined>((resolve) => {
       timer = setTimeout(() => {
-        this.report(op, new Error(`no answer within ${this.timeoutMs} ms`));
-        resolve(undefined);
+        // Timers run before I/O in each loop turn: on a busy loop the answer may already be waiting in the
+        // socket. Let I/O run once before declaring a timeout, so lag is not mistaken for a slow store.
+        setImmediate(() => {
+          this.report(op, new Error(`no answer within ${this.timeoutMs} ms`));
+          resolve(undefined);
+        });
       }, this.timeoutMs);
     });
     const settled = pending.then(

@@ -64,7 +64,8 @@ async function serve(args: { config?: string; port?: string; host?: string; chec
   if (args.check) {
     if (!args.config) throw new ConfigError('--check needs --config FILE.');
     const cfg = loadConfig(args.config);
-    console.log(`${args.config}: valid (${Object.keys(cfg.providers).length} providers).`);
+    const count = Object.keys(cfg.providers).length;
+    console.log(`${args.config}: valid (${count} provider${count === 1 ? '' : 's'}).`);
     return;
   }
   const gateway = new Gateway(args.config ?? configFromEnv());

@@ -16,6 +16,8 @@ export { gatewayAuth, adminAuth, authStage } from './middlewares/auth.js';
 export { adminKeys } from './middlewares/admin-keys.js';
 export { jsonBody } from './middlewares/json-body.js';
 export type { AuthIdentity } from './auth.js';
+export { hardenServer } from './server-timeouts.js';
+export type { ServerTimeouts } from './server-timeouts.js';
 export { routeStage } from './middlewares/route.js';
 export type { RouteStageOptions } from './middlewares/route.js';
 export { RoutingPolicy } from './routing-policy.js';

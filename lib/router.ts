@@ -6,6 +6,7 @@
 import express, { type RequestHandler, type Router } from 'express';
 import type { GatewayInput } from './gateway.js';
 import { Gateway, stageFactories } from './gateway.js';
+import { dashboard, dashboardCredentials } from './dashboard/index.js';
 import { adminKeys } from './middlewares/admin-keys.js';
 import { adminAuth, gatewayAuth } from './middlewares/auth.js';
 import { errorHandler } from './middlewares/error-handler.js';
@@ -45,6 +46,9 @@ export function createGatewayRouter(
   Object.defineProperty(router, 'gateway', { value: gateway });
   // Guards first, so they cover every route registered below, later features' included. Chat routes
   // need a gateway key (when keys are configured); admin routes an admin key (see lib/middlewares/auth.ts).
+  // A browser cannot send headers for the dashboard page and its assets: this presents `?key=` or the
+  // dashboard's cookie to the guard as a Bearer token (lib/dashboard/index.ts); the guard still decides.
+  router.use('/dashboard', dashboardCredentials());
   router.use(['/stats', '/metrics', '/dashboard', '/admin'], adminAuth(gateway));
   router.use(['/chat', '/v1'], gatewayAuth(gateway));
   router.use('/admin/keys', adminKeys(gateway));
@@ -69,6 +73,7 @@ export function createGatewayRouter(
   router.get('/stats', stats(gateway));
   router.get('/stats/timeseries', stats(gateway, { timeseries: true }));
   router.get('/metrics', metrics(gateway));
+  router.use('/dashboard', dashboard(gateway));
   router.post('/chat', jsonBody, parseRequest(gateway, { stream: false }), ...chain, respond());
   router.post('/chat/stream', jsonBody, parseRequest(gateway, { stream: true }), ...chain, respond());
   // OpenAI-compatible /v1 routes: the same chain, OpenAI's formats, their own error handler.

@@ -17,6 +17,7 @@ export const APP_JS = String.raw`
   var charts = {};
   var timer = null;
   var inFlight = false;
+  var again = false;
 
   function readPeriod() {
     var stored = null;
@@ -270,7 +271,11 @@ export const APP_JS = String.raw`
   }
 
   function refresh() {
-    if (inFlight) return;
+    // One request at a time; a period picked meanwhile is fetched as soon as the current one ends.
+    if (inFlight) {
+      again = true;
+      return;
+    }
     inFlight = true;
     clearTimeout(timer);
     var url = new URL('api/overview', base);
@@ -296,6 +301,11 @@ export const APP_JS = String.raw`
       })
       .then(function () {
         inFlight = false;
+        if (again) {
+          again = false;
+          refresh();
+          return;
+        }
         // Polling pauses while the tab is hidden; it resumes (and refreshes) when it is shown again.
         if (!document.hidden) timer = setTimeout(refresh, pollMs);
       });

@@ -32,7 +32,13 @@ export function recordingLogger(): Logger & { lines: RecordedLog[]; text(): stri
 /** An Express host with the router at /ai, as a user would mount it. */
 export function hostApp(config: GatewayInput | Gateway, options?: RouterOptions) {
   const app = express();
-  const router = createGatewayRouter(config, options);
+  // Analytics is on by default and would write a SQLite file into the working directory; tests that
+  // want it configure it (with a temporary file) themselves.
+  const input =
+    config && typeof config === 'object' && !('runtime' in config) && !('analytics' in config)
+      ? { ...config, analytics: { enabled: false } }
+      : config;
+  const router = createGatewayRouter(input as GatewayInput | Gateway, options);
   app.use('/ai', router);
   return { app, router, gateway: router.gateway };
 }

@@ -15,7 +15,10 @@ export interface RedisCacheStoreOptions {
   client?: Redis;
   /** Namespace in front of every key; `clear()` removes only keys under it. Default `aigw:cache:`. */
   keyPrefix?: string;
-  /** Per-command timeout in ms. Default 100. */
+  /**
+   * Per-command timeout in ms. Default 250: a backstop that clears commands a stalled Redis never answers;
+   * the cache stage bounds each request's wait itself (100 ms), so this one need not be tighter.
+   */
   commandTimeoutMs?: number;
   /** Upper bound of the reconnect back-off in ms. Default 2000. */
   maxReconnectDelayMs?: number;
@@ -62,7 +65,7 @@ export class RedisCacheStore implements CacheStore {
       throw new ConfigError('RedisCacheStore: keyPrefix must be a string such as "myapp:cache:".');
     }
     this.keyPrefix = options.keyPrefix ?? 'aigw:cache:';
-    this.commandTimeoutMs = options.commandTimeoutMs ?? 100;
+    this.commandTimeoutMs = options.commandTimeoutMs ?? 250;
     if (options.client) {
       this.client = options.client;
       this.ownsClient = false;

@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import type { GatewayFileConfig, ProviderType, ResolvedConfig, ResolvedProvider } from '../types/index.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, ERROR_KINDS } from './errors.js';
 import { resolveRouting, routingProblems } from './routing-config.js';
 import { authProblems, authSchema, resolveAuth } from './auth-config.js';
 import { DEFAULT_REQUEST_LIMITS } from './validations.js';
@@ -21,21 +21,6 @@ export const DEFAULT_BASE_URLS: Record<ProviderType, string> = {
   mistral: 'https://api.mistral.ai',
   ollama: 'http://127.0.0.1:11434',
 };
-
-const ERROR_KINDS = [
-  'invalid_request',
-  'authentication',
-  'permission',
-  'not_found',
-  'payload_too_large',
-  'rate_limit',
-  'timeout',
-  'server_error',
-  'connection',
-  'content_filter',
-  'budget_exceeded',
-  'all_providers_failed',
-] as const;
 
 const positiveInt = z.number().int().positive();
 const nonNegative = z.number().nonnegative();

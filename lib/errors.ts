@@ -4,6 +4,22 @@
  */
 import type { Attempt, ErrorBody, ErrorKind, RateLimitScope } from '../types/index.js';
 
+/** Every error kind, in one list for config validation. */
+export const ERROR_KINDS = [
+  'invalid_request',
+  'authentication',
+  'permission',
+  'not_found',
+  'payload_too_large',
+  'rate_limit',
+  'timeout',
+  'server_error',
+  'connection',
+  'content_filter',
+  'budget_exceeded',
+  'all_providers_failed',
+] as const satisfies readonly ErrorKind[];
+
 const STATUS_OF_KIND: Record<ErrorKind, number> = {
   invalid_request: 400,
   authentication: 401,

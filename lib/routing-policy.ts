@@ -4,21 +4,9 @@
  * that its targets name configured providers and models).
  */
 import type { ErrorKind, RoutingAliasFileConfig, RoutingFileConfig } from '../types/index.js';
+import { ERROR_KINDS } from './errors.js';
 
-const KINDS: readonly ErrorKind[] = [
-  'invalid_request',
-  'authentication',
-  'permission',
-  'not_found',
-  'payload_too_large',
-  'rate_limit',
-  'timeout',
-  'server_error',
-  'connection',
-  'content_filter',
-  'budget_exceeded',
-  'all_providers_failed',
-];
+const KINDS: readonly ErrorKind[] = ERROR_KINDS;
 
 export interface AliasPolicyOptions {
   /** `provider/model`, e.g. `openai/gpt-4o`. */

@@ -246,7 +246,8 @@ describe('dashboard', function () {
       for (const user of ['alice', 'alice', 'bob', 'bob']) assert.equal(await chat(base, user), 200);
       assert.equal(await chat(base, 'bob', true), 200);
       fake.fault({ status: 500, times: 1 });
-      assert.ok((await chat(base, 'alice')) >= 500);
+      const failed = await chat(base, 'alice');
+      assert.ok(failed >= 500, `upstream error: ${failed}`);
 
       await page.goto(`${base}/ai/dashboard?key=${ADMIN}`);
       // The key left the address bar; the session cookie carries it from here on.

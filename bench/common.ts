@@ -114,7 +114,11 @@ export async function startServer(
 }
 
 /** Called by each server process once it listens; handles shutdown and memory questions from the parent. */
-export function reportReady(port: number, onShutdown: () => Promise<void> | void, extra?: () => unknown): void {
+export function reportReady(
+  port: number,
+  onShutdown: () => Promise<void> | void,
+  extra?: () => unknown,
+): void {
   process.on('message', (m: { type?: string }) => {
     if (m?.type === 'shutdown') {
       void Promise.resolve(onShutdown()).finally(() => process.exit(0));
@@ -122,7 +126,10 @@ export function reportReady(port: number, onShutdown: () => Promise<void> | void
       const gc = (globalThis as { gc?: () => void }).gc;
       // After a full collection heapUsed is what is really kept alive: the figure that shows a leak.
       gc?.();
-      process.send?.({ type: 'memory', value: { ...process.memoryUsage(), gcForced: !!gc, state: extra?.() } });
+      process.send?.({
+        type: 'memory',
+        value: { ...process.memoryUsage(), gcForced: !!gc, state: extra?.() },
+      });
     }
   });
   // The parent gone (crashed bench) must not leave servers behind.
@@ -139,7 +146,10 @@ export function promptText(n: number | undefined): string {
 }
 
 export function chatBody(n: number | undefined, stream = false): string {
-  const body: Record<string, unknown> = { model: MODEL, messages: [{ role: 'user', content: promptText(n) }] };
+  const body: Record<string, unknown> = {
+    model: MODEL,
+    messages: [{ role: 'user', content: promptText(n) }],
+  };
   if (stream) body.stream = true;
   return JSON.stringify(body);
 }

@@ -30,7 +30,10 @@ app.post('/v1/chat/completions', express.json({ limit: '1mb' }), async (req, res
       headers: { 'content-type': 'application/json', authorization: 'Bearer bench-key' },
       responseType: 'text',
     });
-    res.writeHead(up.status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(up.data) });
+    res.writeHead(up.status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(up.data),
+    });
     res.end(up.data);
   } catch (err) {
     next(err);

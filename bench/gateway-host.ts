@@ -29,7 +29,11 @@ const gateway = new Gateway(
       },
     },
     rate_limiting: { global_rpm: NEVER_TRIPS, per_user_rpm: NEVER_TRIPS, per_model_rpm: NEVER_TRIPS },
-    cache: { backend: 'memory', ttl_seconds: 3600, max_cache_size_mb: Number(process.env.BENCH_CACHE_MB ?? 64) },
+    cache: {
+      backend: 'memory',
+      ttl_seconds: 3600,
+      max_cache_size_mb: Number(process.env.BENCH_CACHE_MB ?? 64),
+    },
     analytics: { enabled: true, storage: 'sqlite', sqlite_path: join(dir, 'analytics.db') },
     middleware: ['pii_scrubber'],
   },
@@ -71,8 +75,9 @@ app.post('/plain', express.json(), (_req, res) => {
 
 /** Best-effort view of the limiter's memory stores, for the soak (a private field: bench only). */
 function limiterKeys(): number | undefined {
-  const stores = (rateLimitingOf(gateway) as unknown as { stores?: Map<string, { store?: { size?: number } }> })
-    .stores;
+  const stores = (
+    rateLimitingOf(gateway) as unknown as { stores?: Map<string, { store?: { size?: number } }> }
+  ).stores;
   if (!stores) return undefined;
   let n = 0;
   for (const entry of stores.values()) n += entry.store?.size ?? 0;

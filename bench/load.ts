@@ -97,7 +97,11 @@ const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
 // content chunks in any of the formats.
 const WORD = /word\d+ /g;
 
-function oneStream(port: number, path: string, body: string): Promise<{ ttfb: number; total: number; chunks: number }> {
+function oneStream(
+  port: number,
+  path: string,
+  body: string,
+): Promise<{ ttfb: number; total: number; chunks: number }> {
   return new Promise((resolve, reject) => {
     const started = performance.now();
     let ttfb = -1;
@@ -118,7 +122,8 @@ function oneStream(port: number, path: string, body: string): Promise<{ ttfb: nu
           if (ttfb < 0 && text.includes('word0 ')) ttfb = performance.now() - started;
         });
         res.on('end', () => {
-          if (res.statusCode !== 200 || ttfb < 0) return reject(new Error(`stream ${res.statusCode}: ${text.slice(0, 200)}`));
+          if (res.statusCode !== 200 || ttfb < 0)
+            return reject(new Error(`stream ${res.statusCode}: ${text.slice(0, 200)}`));
           resolve({ ttfb, total: performance.now() - started, chunks: text.match(WORD)?.length ?? 0 });
         });
         res.on('error', reject);

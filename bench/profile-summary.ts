@@ -29,7 +29,11 @@ function place(url: string): string {
     const i = url.lastIndexOf(root);
     if (i !== -1) return url.slice(i + 1);
   }
-  return url.replace(/^file:\/\//, '').split('/').slice(-2).join('/');
+  return url
+    .replace(/^file:\/\//, '')
+    .split('/')
+    .slice(-2)
+    .join('/');
 }
 
 function area(url: string): string {

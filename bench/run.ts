@@ -15,7 +15,17 @@
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
-import { CORE_LOAD, CORE_UNDER_TEST, RESULTS_DIR, cpuMs, median, percentile, pinSelf, startServer, type Server } from './common.js';
+import {
+  CORE_LOAD,
+  CORE_UNDER_TEST,
+  RESULTS_DIR,
+  cpuMs,
+  median,
+  percentile,
+  pinSelf,
+  startServer,
+  type Server,
+} from './common.js';
 import { load, streams, type LoadResult, type StreamResult } from './load.js';
 import { summariseProfile } from './profile-summary.js';
 
@@ -36,27 +46,67 @@ interface Target {
 }
 
 const OPENAI_PATH = '/v1/chat/completions';
-const LOAD_TARGETS: Target[] = [
+const ALL_LOAD_TARGETS: Target[] = [
   { name: 'upstream', host: 'upstream', path: OPENAI_PATH, unique: true, what: 'the fake upstream, direct' },
   { name: 'proxy', host: 'proxy', path: OPENAI_PATH, unique: true, what: 'thinnest node:http reverse proxy' },
-  { name: 'floor', host: 'floor', path: OPENAI_PATH, unique: true, what: 'Express 5 + axios forwarding, nothing else' },
+  {
+    name: 'floor',
+    host: 'floor',
+    path: OPENAI_PATH,
+    unique: true,
+    what: 'Express 5 + axios forwarding, nothing else',
+  },
   { name: 'gateway', host: 'gateway', path: '/ai/chat', unique: true, what: 'default pipeline, cache miss' },
-  { name: 'gateway-hit', host: 'gateway', path: '/ai/chat', unique: false, what: 'default pipeline, cache hit' },
-  { name: 'plain', host: 'gateway', path: '/plain', unique: false, what: 'plain Express route, same JSON as a hit' },
+  {
+    name: 'gateway-hit',
+    host: 'gateway',
+    path: '/ai/chat',
+    unique: false,
+    what: 'default pipeline, cache hit',
+  },
+  {
+    name: 'plain',
+    host: 'gateway',
+    path: '/plain',
+    unique: false,
+    what: 'plain Express route, same JSON as a hit',
+  },
   { name: 'stage:route', host: 'gateway', path: '/s/route/chat', unique: true, what: "pipeline ['route']" },
-  { name: 'stage:+analytics', host: 'gateway', path: '/s/analytics/chat', unique: true, what: '+ analytics (SQLite)' },
-  { name: 'stage:+rateLimit', host: 'gateway', path: '/s/ratelimit/chat', unique: true, what: '+ rateLimit (memory)' },
-  { name: 'stage:+middleware', host: 'gateway', path: '/s/middleware/chat', unique: true, what: '+ middleware (pii_scrubber)' },
+  {
+    name: 'stage:+analytics',
+    host: 'gateway',
+    path: '/s/analytics/chat',
+    unique: true,
+    what: '+ analytics (SQLite)',
+  },
+  {
+    name: 'stage:+rateLimit',
+    host: 'gateway',
+    path: '/s/ratelimit/chat',
+    unique: true,
+    what: '+ rateLimit (memory)',
+  },
+  {
+    name: 'stage:+middleware',
+    host: 'gateway',
+    path: '/s/middleware/chat',
+    unique: true,
+    what: '+ middleware (pii_scrubber)',
+  },
   { name: 'stage:+cache', host: 'gateway', path: '/s/cache/chat', unique: true, what: '+ cache (miss)' },
-].filter((t) => !only || only.includes(t.name));
+];
+const LOAD_TARGETS = ALL_LOAD_TARGETS.filter((t) => !only || only.includes(t.name));
 const LATENCY_TARGETS = LOAD_TARGETS.filter((t) =>
   ['upstream', 'proxy', 'floor', 'gateway', 'gateway-hit', 'plain'].includes(t.name),
 );
-const STREAM_TARGETS: Target[] = [
+const ALL_STREAM_TARGETS: Target[] = [
   { name: 'upstream', host: 'upstream', path: OPENAI_PATH, unique: true, what: 'direct' },
   { name: 'proxy', host: 'proxy', path: OPENAI_PATH, unique: true, what: 'thin proxy' },
   { name: 'gateway', host: 'gateway', path: '/ai/chat/stream', unique: true, what: 'default pipeline, miss' },
-].filter((t) => !only || only.includes(`stream:${t.name}`) || only.includes(t.name));
+];
+const STREAM_TARGETS = ALL_STREAM_TARGETS.filter(
+  (t) => !only || only.includes(`stream:${t.name}`) || only.includes(t.name),
+);
 
 interface Acc {
   rps: number[];
@@ -70,7 +120,10 @@ interface Acc {
 const acc = (): Acc => ({ rps: [], cpuMs: 0, served: 0, latencies: [], non2xx: 0, errors: 0 });
 const at32 = new Map<string, Acc>();
 const at1 = new Map<string, Acc>();
-const streamAcc = new Map<string, { ttfb: number[]; total: number[]; chunks: number; seconds: number; failures: number }>();
+const streamAcc = new Map<
+  string,
+  { ttfb: number[]; total: number[]; chunks: number; seconds: number; failures: number }
+>();
 
 function add(map: Map<string, Acc>, name: string, r: LoadResult, cpu: number | undefined): void {
   const a = map.get(name) ?? acc();
@@ -112,7 +165,8 @@ function summary(a: Acc | undefined) {
 }
 
 const round3 = (n: number) => Math.round(n * 1000) / 1000;
-const ratio = (a?: number, b?: number) => (a !== undefined && b ? Math.round((a / b) * 1000) / 1000 : undefined);
+const ratio = (a?: number, b?: number) =>
+  a !== undefined && b ? Math.round((a / b) * 1000) / 1000 : undefined;
 
 async function main(): Promise<void> {
   const pinned = pinSelf(CORE_LOAD);
@@ -149,7 +203,8 @@ async function main(): Promise<void> {
     `bench: ${ROUNDS} rounds; ${SECONDS}s at 32 connections, ${SECONDS_1}s at 1 connection, ${STREAMS} streams per target per round; pinned: ${pinned}`,
   );
   // Warm-up: JIT, keep-alive pools, and the cache entry the hit target reads.
-  for (const t of LOAD_TARGETS) await load({ port: port(t), path: t.path, connections: 32, seconds: 2, unique: t.unique });
+  for (const t of LOAD_TARGETS)
+    await load({ port: port(t), path: t.path, connections: 32, seconds: 2, unique: t.unique });
   for (const t of STREAM_TARGETS) await streams(port(t), t.path, 30, t.unique);
 
   for (let round = 1; round <= ROUNDS; round++) {
@@ -219,16 +274,27 @@ async function main(): Promise<void> {
   const sd = (n: string) => streamRows.find((r) => r.target === n);
   const checks = {
     'gateway >= 85% of floor req/s': check(ratio(c32.gateway?.rps, c32.floor?.rps), (v) => v >= 0.85),
-    'added p50 at 1 connection < 0.5 ms': check(table1.find((r) => r.target === 'gateway')?.['+p50 vs upstream'], (v) => v < 0.5),
-    'added p99 at 1 connection < 2 ms': check(table1.find((r) => r.target === 'gateway')?.['+p99 vs upstream'], (v) => v < 2),
+    'added p50 at 1 connection < 0.5 ms': check(
+      table1.find((r) => r.target === 'gateway')?.['+p50 vs upstream'],
+      (v) => v < 0.5,
+    ),
+    'added p99 at 1 connection < 2 ms': check(
+      table1.find((r) => r.target === 'gateway')?.['+p99 vs upstream'],
+      (v) => v < 2,
+    ),
     // Throughput on a shared machine moves with other work; CPU per request is the code's own cost.
     'gateway >= 85% of floor, by CPU per request': check(
       ratio(c32.floor?.cpuUsPerRequest, c32.gateway?.cpuUsPerRequest),
       (v) => v >= 0.85,
     ),
-    'cache hit >= 90% of plain route req/s': check(ratio(c32['gateway-hit']?.rps, c32.plain?.rps), (v) => v >= 0.9),
+    'cache hit >= 90% of plain route req/s': check(
+      ratio(c32['gateway-hit']?.rps, c32.plain?.rps),
+      (v) => v >= 0.9,
+    ),
     'stream ttfb within 1 ms of direct': check(
-      sd('gateway') && sd('upstream') ? round3(sd('gateway')!['ttfb p50 ms'] - sd('upstream')!['ttfb p50 ms']) : undefined,
+      sd('gateway') && sd('upstream')
+        ? round3(sd('gateway')!['ttfb p50 ms'] - sd('upstream')!['ttfb p50 ms'])
+        : undefined,
       (v) => v <= 1,
     ),
   };
@@ -255,7 +321,13 @@ async function main(): Promise<void> {
         ? `under test on core ${CORE_UNDER_TEST}; load generator and upstream on core ${CORE_LOAD}`
         : 'not pinned',
     },
-    settings: { rounds: ROUNDS, seconds32: SECONDS, seconds1: SECONDS_1, streamsPerRound: STREAMS, profile: PROFILE },
+    settings: {
+      rounds: ROUNDS,
+      seconds32: SECONDS,
+      seconds1: SECONDS_1,
+      streamsPerRound: STREAMS,
+      profile: PROFILE,
+    },
     connections32: c32,
     connections1: c1,
     table32,

@@ -89,12 +89,12 @@ export class CacheBackend {
 
   /** The stored value, or undefined on a miss, an error or a timeout. */
   get(store: CacheStore, key: string): Promise<string | undefined> {
-    return this.bounded('get', () => store.get(key));
+    return this.bounded('get', () => store.get(key), store === this.memory);
   }
 
   /** Resolves when written, failed or timed out; never rejects. */
   async set(store: CacheStore, key: string, value: string, ttlSeconds: number): Promise<void> {
-    await this.bounded('set', () => store.set(key, value, ttlSeconds));
+    await this.bounded('set', () => store.set(key, value, ttlSeconds), store === this.memory);
   }
 
   async close(): Promise<void> {
@@ -120,13 +120,21 @@ export class CacheBackend {
     );
   }
 
-  private bounded<T>(op: string, call: () => Promise<T>): Promise<T | undefined> {
+  private bounded<T>(op: string, call: () => Promise<T>, inProcess = false): Promise<T | undefined> {
     let pending: Promise<T>;
     try {
       pending = Promise.resolve(call());
     } catch (err) {
       this.report(op, err);
       return Promise.resolve(undefined);
+    }
+    // The in-process store settles within microtasks, before any timer could fire: racing it against one
+    // would only cost a timer and two promises on every lookup and every store.
+    if (inProcess) {
+      return pending.catch((err: unknown) => {
+        this.report(op, err);
+        return undefined;
+      });
     }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<undefined>((resolve) => {

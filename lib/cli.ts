@@ -12,6 +12,7 @@ import { loadConfig } from './config.js';
 import { ConfigError } from './errors.js';
 import { Gateway } from './gateway.js';
 import { createGatewayRouter } from './router.js';
+import { startDashboardServer, type DashboardServer } from './dashboard/server.js';
 import { hardenServer } from './server-timeouts.js';
 
 const USAGE = `Usage: express-ai-gateway serve [--config FILE] [--port N] [--host HOST] [--check]
@@ -91,9 +92,21 @@ async function serve(args: { config?: string; port?: string; host?: string; chec
   const providers = gateway.runtime.config.providers
     .map((p) => `${p.name} (${p.models.join(', ')})`)
     .join('; ');
+  // The dashboard also gets a port of its own, which serves no chat route, for operators to reach.
+  let dashboardServer: DashboardServer | undefined;
+  const dashboardPort = gateway.runtime.config.analytics.dashboardPort;
+  if (gateway.runtime.config.analytics.enabled) {
+    try {
+      dashboardServer = await startDashboardServer(gateway, { port: dashboardPort, host });
+    } catch (err) {
+      // A taken port must not stop the gateway: the dashboard stays reachable at <base>/dashboard.
+      console.error(`dashboard: not started on port ${dashboardPort}: ${(err as Error).message}`);
+    }
+  }
   console.log(`express-ai-gateway listening on ${base}
   chat:      POST ${base}/chat   stream: POST ${base}/chat/stream
   health:    GET  ${base}/health
+  dashboard: GET  ${base}/dashboard${dashboardServer ? `   standalone: ${dashboardServer.url}` : ''}
   providers: ${providers}
   config:    ${args.config ?? 'built from the environment (no config file)'}`);
 
@@ -108,6 +121,7 @@ async function serve(args: { config?: string; port?: string; host?: string; chec
     let deadline: NodeJS.Timeout | undefined;
     await Promise.race([closed, new Promise<void>((resolve) => (deadline = setTimeout(resolve, 10_000)))]);
     clearTimeout(deadline);
+    await dashboardServer?.close();
     await gateway.close();
     process.exit(0);
   };

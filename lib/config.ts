@@ -224,7 +224,9 @@ export function validateFileConfig(raw: unknown, env: NodeJS.ProcessEnv = proces
   problems.push(...routingProblems(cfg));
   problems.push(...authProblems(cfg.auth));
   if (cfg.cache?.backend === 'redis' && !cfg.cache.redis_url) {
-    problems.push('cache.redis_url: required when cache.backend is redis. Set e.g. `redis_url: "${REDIS_URL}"` (redis://host:6379).');
+    problems.push(
+      'cache.redis_url: required when cache.backend is redis. Set e.g. `redis_url: "${REDIS_URL}"` (redis://host:6379).',
+    );
   }
   if (problems.length) throw new ConfigError(`Invalid gateway config:\n${problems.join('\n')}`);
   return cfg;
@@ -296,7 +298,8 @@ export function resolveConfig(cfg: GatewayFileConfig): ResolvedConfig {
       redisUrl: cache.redis_url,
       ttlSeconds: cache.ttl_seconds ?? 3600,
       maxCacheSizeMb: cache.max_cache_size_mb ?? 512,
-      hashStrategy: cache.hash_strategy ?? 'content+model',
+      // full_request by default: a key that ignored max_tokens or stop could serve a cut answer to a request that did not ask for one.
+      hashStrategy: cache.hash_strategy ?? 'full_request',
       scope: cache.scope ?? 'global',
       cacheNondeterministic: cache.cache_nondeterministic ?? false,
     },

@@ -40,6 +40,10 @@ export type { PIIType, PIIMatch } from './pii-detectors.js';
 export { scoreInjection } from './injection-patterns.js';
 export { stats } from './middlewares/stats.js';
 export { metrics } from './middlewares/metrics.js';
+export { dashboard, dashboardCredentials, dashboardOverview } from './dashboard/index.js';
+export type { DashboardOptions, DashboardOverview } from './dashboard/index.js';
+export { startDashboardServer, dashboardApp } from './dashboard/server.js';
+export type { DashboardServer, DashboardServerOptions } from './dashboard/server.js';
 export { Analytics } from './analytics/index.js';
 export type {
   AnalyticsDisabled,

@@ -5,7 +5,7 @@
  * analytics, and look right at 1280 and 390 px, light and dark (screenshots in test/artifacts/).
  */
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,7 +20,13 @@ import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
 import type { FakeProvider } from '../lib/testing/fake-server.js';
 import type { GatewayFileConfig } from '../types/index.js';
 import { launchChromium, requireChromium } from './helpers/browser.js';
+import { spawnTs } from './helpers/spawn.js';
 import { hostApp } from './helpers/setup.js';
+
+// The callbacks given to page.evaluate() run in the page; the project compiles without the DOM library.
+declare const document: any;
+declare const window: any;
+declare function getComputedStyle(element: unknown): any;
 
 const ADMIN = 'admin-dashboard-key-0123456789abcdef';
 const MODEL = 'gpt-4o-mini';
@@ -49,19 +55,29 @@ function close(server: http.Server): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-async function chat(base: string, user: string, stream = false): Promise<number> {
+let seq = 0;
+
+/** One chat request; the text is new each time (the memory cache would answer a repeat) unless given. */
+async function chat(
+  base: string,
+  user: string,
+  stream = false,
+  text = `hello from ${user} #${++seq}`,
+): Promise<number> {
   const res = await fetch(`${base}/ai/chat${stream ? '/stream' : ''}`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', 'X-User-Id': user },
-    body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: `hello from ${user}` }] }),
+    body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: text }] }),
   });
   await res.text();
   return res.status;
 }
 
-/** Every src/href the page references. */
+/** Every src/href the page loads over the network (`data:` URLs are inline). */
 function assetUrls(html: string): string[] {
-  return [...html.matchAll(/\b(?:src|href)="([^"]*)"/g)].map((m) => m[1]!);
+  return [...html.matchAll(/\b(?:src|href)="([^"]*)"/g)]
+    .map((m) => m[1]!)
+    .filter((u) => !u.startsWith('data:'));
 }
 
 describe('dashboard', function () {
@@ -88,20 +104,33 @@ describe('dashboard', function () {
     after(() => gateway.close());
 
     it('serves the page and assets from this host only, under a strict CSP', async () => {
-      const page = await request(app).get('/ai/dashboard').set('Authorization', `Bearer ${ADMIN}`).expect(200);
+      const page = await request(app)
+        .get('/ai/dashboard')
+        .set('Authorization', `Bearer ${ADMIN}`)
+        .expect(200);
       assert.match(String(page.headers['content-type']), /^text\/html/);
       assert.match(String(page.headers['content-security-policy']), /default-src 'none'; script-src 'self'/);
       const urls = assetUrls(page.text);
-      assert.deepEqual(urls.sort(), ['dashboard/assets/app.js', 'dashboard/assets/chart.umd.js', 'dashboard/assets/style.css']);
+      assert.deepEqual(urls.sort(), [
+        'dashboard/assets/app.js',
+        'dashboard/assets/chart.umd.js',
+        'dashboard/assets/style.css',
+      ]);
       for (const url of urls) {
         assert.doesNotMatch(url, /^(?:[a-z]+:|\/\/)/i, `${url} must be relative to the page`);
         const asset = await request(app).get(`/ai/${url}`).set('x-api-key', ADMIN).expect(200);
-        assert.match(String(asset.headers['content-type']), url.endsWith('.css') ? /^text\/css/ : /^text\/javascript/);
+        assert.match(
+          String(asset.headers['content-type']),
+          url.endsWith('.css') ? /^text\/css/ : /^text\/javascript/,
+        );
         assert.ok(asset.text.length > 500, `${url} is empty`);
       }
       // From /ai/dashboard/ the same assets are one level down.
       const slash = await request(app).get('/ai/dashboard/').set('x-api-key', ADMIN).expect(200);
-      assert.ok(assetUrls(slash.text).every((u) => u.startsWith('assets/')), assetUrls(slash.text).join(' '));
+      assert.ok(
+        assetUrls(slash.text).every((u) => u.startsWith('assets/')),
+        assetUrls(slash.text).join(' '),
+      );
       const chartJs = await request(app).get('/ai/dashboard/assets/chart.umd.js').set('x-api-key', ADMIN);
       assert.match(chartJs.text.slice(0, 200), /Chart\.js v4/);
     });
@@ -129,7 +158,10 @@ describe('dashboard', function () {
 
     it('answers the overview with summary, timeseries, health and latest minutes; rejects a bad period', async () => {
       assert.equal(await chat(await base(), 'carol'), 200);
-      const r = await request(app).get('/ai/dashboard/api/overview?period=1h').set('x-api-key', ADMIN).expect(200);
+      const r = await request(app)
+        .get('/ai/dashboard/api/overview?period=1h')
+        .set('x-api-key', ADMIN)
+        .expect(200);
       assert.equal(r.headers['cache-control'], 'no-store');
       assert.equal(r.body.period, '1h');
       assert.equal(r.body.summary.total_requests, 1);
@@ -140,7 +172,10 @@ describe('dashboard', function () {
         [['openai', 'closed', 1, 1]],
       );
       assert.ok(!JSON.stringify(r.body).includes('hello from'), 'no message content in the overview');
-      const bad = await request(app).get('/ai/dashboard/api/overview?period=2y').set('x-api-key', ADMIN).expect(400);
+      const bad = await request(app)
+        .get('/ai/dashboard/api/overview?period=2y')
+        .set('x-api-key', ADMIN)
+        .expect(400);
       assert.match(bad.body.error.message, /period: must be one of 1h, 24h, 7d, 30d/);
     });
 
@@ -156,7 +191,10 @@ describe('dashboard', function () {
 
   describe('standalone server', () => {
     it('serves the page, /stats and /health on its own port, and no chat route', async () => {
-      const { gateway } = hostApp({ ...config(fake, join(dir, 'standalone.db'), false), logger: silentLogger });
+      const { gateway } = hostApp({
+        ...config(fake, join(dir, 'standalone.db'), false),
+        logger: silentLogger,
+      });
       const dash = await startDashboardServer(gateway, { port: 0 });
       try {
         assert.notEqual(dash.port, 0);
@@ -169,9 +207,15 @@ describe('dashboard', function () {
         assert.equal(root.headers.get('location'), '/dashboard');
         const stats = (await (await fetch(`${dash.origin}/stats?period=1h`)).json()) as any;
         assert.equal(stats.total_requests, 2);
-        assert.deepEqual(stats.by_user.map((u: any) => [u.name, u.requests]), [['dora', 2]]);
+        assert.deepEqual(
+          stats.by_user.map((u: any) => [u.name, u.requests]),
+          [['dora', 2]],
+        );
         const ts = (await (await fetch(`${dash.origin}/stats/timeseries?period=1h`)).json()) as any;
-        assert.equal(ts.points.reduce((n: number, p: any) => n + p.requests, 0), 2);
+        assert.equal(
+          ts.points.reduce((n: number, p: any) => n + p.requests, 0),
+          2,
+        );
         const health = (await (await fetch(`${dash.origin}/health`)).json()) as any;
         assert.equal(health.providers[0].name, 'openai');
         const chatRoute = await fetch(`${dash.origin}/chat`, { method: 'POST', body: '{}' });
@@ -198,6 +242,37 @@ describe('dashboard', function () {
     });
   });
 
+  describe('CLI', () => {
+    it('serve starts the standalone dashboard when analytics is on, prints it, and closes it on SIGTERM', async () => {
+      const file = join(dir, 'cli.yaml');
+      writeFileSync(
+        file,
+        `providers:
+  openai:
+    api_key: test-key
+    base_url: "${fake.baseUrl}"
+    models: ["${MODEL}"]
+analytics:
+  enabled: true
+  sqlite_path: "${join(dir, 'cli.db').replaceAll('\\', '/')}"
+  dashboard_port: 0
+`,
+      );
+      const child = spawnTs('lib/cli.ts', ['serve', '--config', file, '--port', '0']);
+      try {
+        const [, url] = await child.waitFor(/standalone: (http:\/\/\S+\/dashboard)/);
+        const page = await fetch(url!);
+        assert.equal(page.status, 200);
+        assert.match(await page.text(), /data-testid="tile-requests"/);
+        child.kill('SIGTERM');
+        assert.equal(await child.exited, 0);
+        await assert.rejects(fetch(url!), 'the dashboard port is closed after shutdown');
+      } finally {
+        child.kill('SIGKILL');
+      }
+    });
+  });
+
   describe('in a browser', function () {
     let browser: Browser;
     let gateway: Gateway;
@@ -216,6 +291,9 @@ describe('dashboard', function () {
       page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
       page.on('request', (r) => {
         if (!r.url().startsWith(`${listening.base}/`)) offHost.push(r.url());
+      });
+      page.on('response', (r) => {
+        if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.url()}`);
       });
       page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
       page.on('console', (m) => {
@@ -242,8 +320,10 @@ describe('dashboard', function () {
 
     it('shows the workload in the tiles and follows new traffic without a reload', async () => {
       const base = listening.base;
-      // 4 answers, 1 stream, 1 upstream error: 6 requests, 1 error.
+      // 4 answers, 1 cache hit, 1 stream, 1 upstream error: 7 requests, 1 error, 1 hit.
       for (const user of ['alice', 'alice', 'bob', 'bob']) assert.equal(await chat(base, user), 200);
+      assert.equal(await chat(base, 'bob', false, 'a question asked twice'), 200);
+      assert.equal(await chat(base, 'bob', false, 'a question asked twice'), 200);
       assert.equal(await chat(base, 'bob', true), 200);
       fake.fault({ status: 500, times: 1 });
       const failed = await chat(base, 'alice');
@@ -252,10 +332,11 @@ describe('dashboard', function () {
       await page.goto(`${base}/ai/dashboard?key=${ADMIN}`);
       // The key left the address bar; the session cookie carries it from here on.
       assert.equal(new URL(page.url()).search, '');
-      await waitForTile('requests', '6');
-      assert.equal(await tileText('error-rate'), '16.7%');
-      assert.equal(Number(await page.getAttribute('[data-testid="tile-error-rate"]', 'data-value')), 1 / 6);
-      assert.equal(await tileText('cache-hit-rate'), '0.0%');
+      await waitForTile('requests', '8');
+      assert.equal(await tileText('error-rate'), '12.5%');
+      assert.equal(Number(await page.getAttribute('[data-testid="tile-error-rate"]', 'data-value')), 1 / 8);
+      assert.equal(await tileText('cache-hit-rate'), '12.5%');
+      assert.ok(Number(await page.getAttribute('[data-testid="tile-cost-saved"]', 'data-value')) > 0);
       assert.match(await tileText('cost'), /^\$\d/);
       assert.match(await tileText('latency-p95'), /^\d+ ms$|^\d+\.\d\d s$/);
       assert.equal(await page.locator('[data-testid="circuit-openai"]').textContent(), 'closed');
@@ -268,8 +349,8 @@ describe('dashboard', function () {
       // Same document throughout: a marker set now survives only if nothing reloads the page.
       await page.evaluate(() => ((window as any).__sameDocument = true));
       for (const user of ['carol', 'carol', 'dave']) assert.equal(await chat(base, user), 200);
-      await waitForTile('requests', '9');
-      await waitForTile('error-rate', '11.1%', 5000);
+      await waitForTile('requests', '11');
+      await waitForTile('error-rate', '9.1%', 5000);
       assert.equal(await page.evaluate(() => (window as any).__sameDocument), true);
       const users2 = await page.locator('#by-user tbody tr td:first-child').allTextContents();
       assert.deepEqual(users2.sort(), ['alice', 'bob', 'carol', 'dave']);
@@ -277,13 +358,15 @@ describe('dashboard', function () {
 
     it('switches period without a reload', async () => {
       await page.click('button[data-period="1h"]');
-      await page.waitForFunction(() => document.querySelector('[data-period="1h"]')?.getAttribute('aria-pressed') === 'true');
+      await page.waitForFunction(
+        () => document.querySelector('[data-period="1h"]')?.getAttribute('aria-pressed') === 'true',
+      );
       // 1h has one-minute buckets: 60 or 61 labels on the requests chart.
       await page.waitForFunction(() => {
         const chart = (window as any).Chart?.getChart(document.getElementById('chart-requests'));
         return chart && chart.data.labels.length >= 60;
       });
-      assert.equal(await tileText('requests'), '9');
+      assert.equal(await tileText('requests'), '11');
       const recentRows = await page.locator('#recent tbody tr').count();
       assert.ok(recentRows >= 1);
       await page.click('button[data-period="24h"]');
@@ -300,12 +383,17 @@ describe('dashboard', function () {
           await page.setViewportSize({ width, height: width === 390 ? 844 : 900 });
           // Let Chart.js's resize observer repaint at the new width.
           await page.waitForTimeout(300);
-          const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+          const overflow = await page.evaluate(
+            () => document.documentElement.scrollWidth - window.innerWidth,
+          );
           assert.ok(overflow <= 0, `${width}px ${scheme}: the page scrolls sideways by ${overflow}px`);
           const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
-          const dark = /rgb\((\d+)/.exec(bg)![1]! < '100';
-          assert.equal(Number(/rgb\((\d+)/.exec(bg)![1]) < 100, scheme === 'dark', `${scheme}: background ${bg} ${dark}`);
-          await page.screenshot({ path: join(ARTIFACTS, `dashboard-${width}-${scheme}.png`), fullPage: true });
+          const red = Number(/(\d+)/.exec(bg)?.[1]);
+          assert.equal(red < 100, scheme === 'dark', `${scheme}: background ${bg}`);
+          await page.screenshot({
+            path: join(ARTIFACTS, `dashboard-${width}-${scheme}.png`),
+            fullPage: true,
+          });
         }
       }
       await page.emulateMedia({ colorScheme: 'light' });

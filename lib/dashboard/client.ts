@@ -32,6 +32,7 @@ export const APP_JS = String.raw`
   // ---- formatting -------------------------------------------------------------------------------
 
   function fmtInt(n) { return Math.round(n).toLocaleString('en-US'); }
+  function count(n, one, many) { return fmtInt(n) + ' ' + (n === 1 ? one : many); }
   function fmtPct(r) { return (r * 100).toFixed(1) + '%'; }
   function fmtMs(ms) {
     if (!ms) return '0 ms';
@@ -81,15 +82,15 @@ export const APP_JS = String.raw`
   function renderTiles(s) {
     tile('requests', s.total_requests, fmtInt(s.total_requests),
       fmtInt(s.streams) + ' streamed, ' + fmtInt(s.fallbacks) + ' fell back');
-    tile('cost', s.total_cost, fmtCost(s.total_cost), fmtInt(s.total_tokens) + ' tokens');
-    tile('cost-saved', s.total_cost_saved, fmtCost(s.total_cost_saved), 'by ' + fmtInt(s.cache_hits) + ' cache hits');
+    tile('cost', s.total_cost, fmtCost(s.total_cost), count(s.total_tokens, 'token', 'tokens'));
+    tile('cost-saved', s.total_cost_saved, fmtCost(s.total_cost_saved), 'by ' + count(s.cache_hits, 'cache hit', 'cache hits'));
     tile('latency-avg', s.avg_latency_ms, fmtMs(s.avg_latency_ms),
       s.avg_ttft_ms === null ? 'per request' : 'first token ' + fmtMs(s.avg_ttft_ms));
     tile('latency-p95', s.p95_latency_ms, fmtMs(s.p95_latency_ms),
       'p50 ' + fmtMs(s.p50_latency_ms) + ', p99 ' + fmtMs(s.p99_latency_ms));
     tile('error-rate', s.error_rate, fmtPct(s.error_rate),
-      fmtInt(s.total_errors) + ' errors, ' + fmtInt(s.rate_limited) + ' rate-limited');
-    tile('cache-hit-rate', s.cache_hit_rate, fmtPct(s.cache_hit_rate), fmtInt(s.cache_hits) + ' hits');
+      count(s.total_errors, 'error', 'errors') + ', ' + fmtInt(s.rate_limited) + ' rate-limited');
+    tile('cache-hit-rate', s.cache_hit_rate, fmtPct(s.cache_hit_rate), count(s.cache_hits, 'hit', 'hits'));
   }
 
   // ---- tables -----------------------------------------------------------------------------------
@@ -180,7 +181,7 @@ export const APP_JS = String.raw`
   var CHARTS = [
     { id: 'chart-requests', key: 'requests', type: 'bar', color: '--accent', integer: true },
     { id: 'chart-cost', key: 'cost', type: 'line', color: '--good', money: true },
-    { id: 'chart-latency', key: 'avg_latency_ms', type: 'line', color: '--warn' },
+    { id: 'chart-latency', key: 'avg_latency_ms', type: 'line', color: '--warn', gaps: true },
     { id: 'chart-errors', key: 'errors', type: 'bar', color: '--bad', integer: true },
   ];
 
@@ -194,7 +195,8 @@ export const APP_JS = String.raw`
         borderColor: color,
         backgroundColor: spec.type === 'bar' ? color : 'transparent',
         borderWidth: 2,
-        pointRadius: 0,
+        // Points only where a line can have gaps: a lone bucket with data must still show.
+        pointRadius: spec.gaps ? 2 : 0,
         tension: 0.25,
         fill: false,
       }] },
@@ -237,7 +239,10 @@ export const APP_JS = String.raw`
       if (!charts[spec.id]) charts[spec.id] = makeChart(spec);
       var chart = charts[spec.id];
       chart.data.labels = labels;
-      chart.data.datasets[0].data = points.map(function (pt) { return pt[spec.key]; });
+      // A bucket without requests has no latency: a gap, not a misleading 0 ms.
+      chart.data.datasets[0].data = points.map(function (pt) {
+        return spec.gaps && !pt.requests ? null : pt[spec.key];
+      });
       chart.update('none');
     });
   }
@@ -256,6 +261,7 @@ export const APP_JS = String.raw`
     renderHealth(data.health, data.enabled ? data.summary.upstream_by_provider : []);
     body.setAttribute('data-analytics', data.enabled ? 'enabled' : 'disabled');
     $('analytics').hidden = !data.enabled;
+    document.querySelector('.periods').hidden = !data.enabled;
     if (!data.enabled) {
       showBanner('disabled', 'Analytics is disabled', data.message);
       return;

@@ -154,13 +154,17 @@ export interface DashboardOverview {
 }
 
 /** Everything the page shows, in one answer, so that one poll paints one consistent picture. */
-export async function dashboardOverview(gateway: Gateway, period: DashboardPeriod): Promise<DashboardOverview> {
+export async function dashboardOverview(
+  gateway: Gateway,
+  period: DashboardPeriod,
+): Promise<DashboardOverview> {
   const generated_at = new Date().toISOString();
   const health = providerHealth(gateway);
   const summary = await gateway.analytics.summary({ period });
   if (!summary.enabled) return { enabled: false, generated_at, period, health, message: summary.message };
   const timeseries = await gateway.analytics.timeseries({ period });
-  if (!timeseries.enabled) return { enabled: false, generated_at, period, health, message: timeseries.message };
+  if (!timeseries.enabled)
+    return { enabled: false, generated_at, period, health, message: timeseries.message };
   // Analytics has no query for individual rows, so "latest" is the last hour's minutes with traffic.
   const lastHour =
     period === '1h' ? timeseries : await gateway.analytics.timeseries({ period: '1h', bucket: '1m' });
@@ -170,7 +174,16 @@ export async function dashboardOverview(gateway: Gateway, period: DashboardPerio
         .slice(-RECENT_MINUTES)
         .reverse()
     : [];
-  return { enabled: true, generated_at, period, health, summary, timeseries, recent, recorder: gateway.analytics.stats() };
+  return {
+    enabled: true,
+    generated_at,
+    period,
+    health,
+    summary,
+    timeseries,
+    recent,
+    recorder: gateway.analytics.stats(),
+  };
 }
 
 function sendAsset(res: Response, contentType: string, body: string | Buffer): void {
@@ -217,7 +230,10 @@ export function dashboard(gateway: Gateway, options: DashboardOptions = {}): Rou
     try {
       source = chartJsSource();
     } catch (err) {
-      gateway.logger.warn({ err: (err as Error).message }, 'Dashboard: chart.js is not installed; charts are off.');
+      gateway.logger.warn(
+        { err: (err as Error).message },
+        'Dashboard: chart.js is not installed; charts are off.',
+      );
       next();
       return;
     }

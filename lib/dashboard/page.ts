@@ -4,7 +4,13 @@
  * fetched from another host.
  */
 
-const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
+const ESCAPES: Record<string, string> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&#39;',
+};
 
 function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
@@ -23,7 +29,7 @@ function chart(id: string, title: string): string {
 }
 
 function breakdown(id: string, title: string, first: string): string {
-  return `<section class="panel"><h2>${title}</h2><div class="table-wrap"><table id="${id}">
+  return `<section class="panel"><h2>${title}</h2><div class="table-wrap"><table id="${id}" class="breakdown">
         <thead><tr><th>${first}</th><th>Requests</th><th>Errors</th><th>Tokens</th><th>Cost</th><th>Avg latency</th></tr></thead>
         <tbody></tbody></table></div></section>`;
 }
@@ -46,6 +52,7 @@ export function renderPage(options: PageOptions): string {
   <meta name="referrer" content="no-referrer">
   <meta name="dashboard-base" content="${base}">
   <title>AI gateway dashboard</title>
+  <link rel="icon" href="data:,">
   <link rel="stylesheet" href="${base}assets/style.css">
   <script src="${base}assets/chart.umd.js" defer></script>
   <script src="${base}assets/app.js" defer></script>
@@ -89,7 +96,7 @@ export function renderPage(options: PageOptions): string {
       </div>
       <div class="grid2">
         ${breakdown('by-user', 'By user', 'User')}
-        <section class="panel"><h2>Latest activity (per minute)</h2><div class="table-wrap"><table id="recent">
+        <section class="panel"><h2>Latest activity (per minute)</h2><div class="table-wrap"><table id="recent" class="breakdown">
           <thead><tr><th>Minute</th><th>Requests</th><th>Errors</th><th>Tokens</th><th>Cost</th><th>Avg latency</th></tr></thead>
           <tbody></tbody></table></div>
           <p class="note">The last hour, newest first. Message contents are never stored.</p></section>

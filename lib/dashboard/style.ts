@@ -95,7 +95,7 @@ main { padding: 20px 24px 40px; max-width: 1400px; margin: 0 auto; }
 }
 .tile .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: 0.04em; }
 .tile .value {
-  font-size: 24px;
+  font-size: 22px;
   font-weight: 650;
   margin-top: 4px;
   font-variant-numeric: tabular-nums;
@@ -149,6 +149,11 @@ footer { color: var(--muted); font-size: 12px; text-align: center; padding: 0 24
   .charts, .grid2 { grid-template-columns: minmax(0, 1fr); }
 }
 @media (max-width: 480px) {
+  /* Phones: the columns that matter most (name, requests, errors, cost; circuit state) without scrolling. */
+  .breakdown th:nth-child(4), .breakdown td:nth-child(4),
+  .breakdown th:nth-child(6), .breakdown td:nth-child(6),
+  #health th:nth-child(4), #health td:nth-child(4),
+  #health th:nth-child(5), #health td:nth-child(5) { display: none; }
   header { padding: 12px 14px; }
   main { padding: 14px 12px 32px; }
   .tiles { grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 8px; }

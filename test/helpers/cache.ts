@@ -29,7 +29,7 @@ export async function until(check: () => Promise<boolean> | boolean, what: strin
 export function keyOf(body: unknown, cache: CacheFileConfig = {}, who?: string): string {
   return cacheKeyOf(
     validateChatRequest(body),
-    { hashStrategy: cache.hash_strategy ?? 'content+model', scope: cache.scope ?? 'global' },
+    { hashStrategy: cache.hash_strategy ?? 'full_request', scope: cache.scope ?? 'global' },
     who,
   );
 }

@@ -21,7 +21,11 @@ const RESTART_ONLY: readonly [keyof ResolvedConfig, string][] = [
 ];
 
 /** Copies restart-only settings from `running` into `next`, and reports each one that differed. */
-export function keepRestartOnlySettings(running: ResolvedConfig, next: ResolvedConfig, logger: Logger): string[] {
+export function keepRestartOnlySettings(
+  running: ResolvedConfig,
+  next: ResolvedConfig,
+  logger: Logger,
+): string[] {
   const kept: string[] = [];
   for (const [section, field] of RESTART_ONLY) {
     const from = running as unknown as Record<string, any>;

@@ -88,7 +88,17 @@ export interface CallOptions {
 }
 
 function toFileConfig(input: Exclude<GatewayInput, string>): GatewayFileConfig {
-  const { cacheBackend, cacheTtl, logger: _l, pipeline: _p, env: _e, watch: _w, breakers: _b, cacheStore: _cs, ...rest } = input as GatewayOptions;
+  const {
+    cacheBackend,
+    cacheTtl,
+    logger: _l,
+    pipeline: _p,
+    env: _e,
+    watch: _w,
+    breakers: _b,
+    cacheStore: _cs,
+    ...rest
+  } = input as GatewayOptions;
   const providers = Array.isArray(rest.providers)
     ? Object.fromEntries(
         rest.providers.map((p) => {
@@ -135,7 +145,10 @@ export class Gateway {
   /** The host's own cache store (`cacheStore` option), if any. */
   readonly cacheStore?: CacheStore;
 
-  constructor(input: GatewayInput, gatewayOptions: Partial<Pick<GatewayOptions, 'logger' | 'watch' | 'env' | 'pipeline'>> = {}) {
+  constructor(
+    input: GatewayInput,
+    gatewayOptions: Partial<Pick<GatewayOptions, 'logger' | 'watch' | 'env' | 'pipeline'>> = {},
+  ) {
     const options: Partial<GatewayOptions> =
       typeof input === 'string' ? gatewayOptions : { ...gatewayOptions, ...(input as GatewayOptions) };
     this.logger = options.logger ?? createDefaultLogger();
@@ -155,7 +168,10 @@ export class Gateway {
             this.reload();
           } catch (err) {
             // An invalid edit must not take the gateway down: the running config stays.
-            this.logger.error({ file: path, err: (err as Error).message }, 'Config file changed but is invalid; the running config is kept.');
+            this.logger.error(
+              { file: path, err: (err as Error).message },
+              'Config file changed but is invalid; the running config is kept.',
+            );
           }
         }),
       );

@@ -37,7 +37,9 @@ async function until(cond: () => boolean, what: string, ms = 5000) {
 describe('API key rotation', () => {
   let fake: FakeProvider;
   before(async () => {
-    fake = await startFakeOpenAI({ apiKeys: ['sk-key-one-111111', 'sk-key-two-222222', 'sk-key-three-333333'] });
+    fake = await startFakeOpenAI({
+      apiKeys: ['sk-key-one-111111', 'sk-key-two-222222', 'sk-key-three-333333'],
+    });
   });
   after(() => fake.close());
 
@@ -65,7 +67,11 @@ describe('API key rotation', () => {
     const logger = recordingLogger();
     const { app, gateway } = hostApp({
       providers: {
-        openai: { api_keys: ['sk-revoked-000000', 'sk-key-two-222222'], base_url: fake.baseUrl, models: ['gpt-4o-mini'] },
+        openai: {
+          api_keys: ['sk-revoked-000000', 'sk-key-two-222222'],
+          base_url: fake.baseUrl,
+          models: ['gpt-4o-mini'],
+        },
       },
       cache: { backend: 'disabled' },
       logger,
@@ -94,7 +100,8 @@ describe('hot-reloaded configuration', () => {
   it('rotates a key in the config file under load with zero failed requests', async () => {
     const fake = await startFakeOpenAI({ apiKeys: ['sk-old-key-000000', 'sk-new-key-111111'] });
     const path = join(dir, 'rotate.yaml');
-    const yaml = (key: string) => `providers:\n  openai:\n    api_key: "${key}"\n    base_url: "${fake.baseUrl}"\n    models: [gpt-4o-mini]\ncache: { backend: disabled }\n`;
+    const yaml = (key: string) =>
+      `providers:\n  openai:\n    api_key: "${key}"\n    base_url: "${fake.baseUrl}"\n    models: [gpt-4o-mini]\ncache: { backend: disabled }\n`;
     writeConfig(path, yaml('sk-old-key-000000'));
     const gateway = new Gateway(path, { logger: silentLogger });
     const { app } = hostApp(gateway);
@@ -108,7 +115,10 @@ describe('hot-reloaded configuration', () => {
     try {
       await until(() => statuses.length > 20, 'traffic before the swap');
       writeConfig(path, yaml('sk-new-key-111111'));
-      await until(() => gateway.runtime.config.providers[0]!.apiKeys[0] === 'sk-new-key-111111', 'the reload');
+      await until(
+        () => gateway.runtime.config.providers[0]!.apiKeys[0] === 'sk-new-key-111111',
+        'the reload',
+      );
       // From now on the provider accepts only the new key.
       fake.apiKeys = ['sk-new-key-111111'];
       const swappedAt = fake.requests.length;
@@ -130,7 +140,10 @@ describe('hot-reloaded configuration', () => {
   it('keeps the running config when the edit is invalid, and logs why', async () => {
     const fake = await startFakeOpenAI();
     const path = join(dir, 'invalid.yaml');
-    writeConfig(path, `providers:\n  openai:\n    api_key: test-key\n    base_url: "${fake.baseUrl}"\n    models: [gpt-4o-mini]\n`);
+    writeConfig(
+      path,
+      `providers:\n  openai:\n    api_key: test-key\n    base_url: "${fake.baseUrl}"\n    models: [gpt-4o-mini]\n`,
+    );
     const logger = recordingLogger();
     const gateway = new Gateway(path, { logger });
     try {
@@ -167,6 +180,29 @@ describe('hot-reloaded configuration', () => {
       await gateway.close();
       await a.close();
       await b.close();
+    }
+  });
+
+  it('a reload changes rate limits for the next request', async () => {
+    const fake = await startFakeOpenAI();
+    const path = join(dir, 'limits.yaml');
+    const yaml = (rpm: number) =>
+      `providers:\n  openai:\n    api_key: test-key\n    base_url: "${fake.baseUrl}"\n    models: [gpt-4o-mini]\nrate_limiting: { per_user_rpm: ${rpm}, algorithm: fixed_window }\ncache: { backend: disabled }\nanalytics: { enabled: false }\n`;
+    writeConfig(path, yaml(2));
+    const gateway = new Gateway(path, { logger: silentLogger, watch: false });
+    const { app } = hostApp(gateway);
+    const send = () => request(app).post('/ai/chat').set('X-User-Id', 'reload-user').send(chat);
+    try {
+      assert.deepEqual(
+        [(await send()).status, (await send()).status, (await send()).status],
+        [200, 200, 429],
+      );
+      writeConfig(path, yaml(5));
+      gateway.reload();
+      assert.equal((await send()).status, 200);
+    } finally {
+      await gateway.close();
+      await fake.close();
     }
   });
 

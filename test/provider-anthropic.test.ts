@@ -531,7 +531,9 @@ describe('anthropic adapter end to end through the gateway', () => {
 
   function appFor(f: FakeProvider, extra: Record<string, unknown> = {}) {
     return hostApp({
-      providers: { anthropic: { api_key: 'test-key', base_url: f.baseUrl, models: [MODEL], max_retries: 0, ...extra } },
+      providers: {
+        anthropic: { api_key: 'test-key', base_url: f.baseUrl, models: [MODEL], max_retries: 0, ...extra },
+      },
       // The scenarios repeat prompts and fault single requests: the cache and retries would hide them.
       cache: { backend: 'disabled' },
       logger: silentLogger,
@@ -706,7 +708,13 @@ describe('anthropic adapter end to end through the gateway', () => {
     try {
       const twoApp = hostApp({
         providers: {
-          primary: { type: 'anthropic', api_key: 'test-key', base_url: fake.baseUrl, models: [MODEL], max_retries: 0 },
+          primary: {
+            type: 'anthropic',
+            api_key: 'test-key',
+            base_url: fake.baseUrl,
+            models: [MODEL],
+            max_retries: 0,
+          },
           backup: { type: 'anthropic', api_key: 'test-key', base_url: backup.baseUrl, models: [MODEL] },
         },
         cache: { backend: 'disabled' },

@@ -455,7 +455,9 @@ describe('mistral adapter: through the gateway against the fake', () => {
   let fake: FakeProvider;
   let app: ReturnType<typeof hostApp>['app'];
   const config = (baseUrl: string, extra: Record<string, unknown> = {}) => ({
-    providers: { mistral: { api_key: 'test-key', base_url: baseUrl, models: [MODEL], max_retries: 0, ...extra } },
+    providers: {
+      mistral: { api_key: 'test-key', base_url: baseUrl, models: [MODEL], max_retries: 0, ...extra },
+    },
     // The scenarios repeat prompts and fault single requests: the cache and retries would hide them.
     cache: { backend: 'disabled' as const },
     logger: silentLogger,

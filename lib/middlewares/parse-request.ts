@@ -31,7 +31,10 @@ export function parseRequest(gateway: Gateway, options: ParseRequestOptions): Re
       const cacheControl = req.headers['cache-control'];
       if (typeof cacheControl === 'string') ctx.locals.cacheControl = cacheControl;
       // For the auth stage: the presented key, or who gatewayAuth() / the host's own auth found.
-      bindCredential(ctx, { presented: presentedKey(req.headers), identity: identityFrom(res.locals.gatewayAuth) });
+      bindCredential(ctx, {
+        presented: presentedKey(req.headers),
+        identity: identityFrom(res.locals.gatewayAuth),
+      });
       res.locals.gateway = ctx;
       res.on('close', () => {
         if (!res.writableFinished) ctx.abort();

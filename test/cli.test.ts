@@ -82,7 +82,7 @@ analytics:
   it('--check accepts a valid config with exit 0', async () => {
     const child = run(['serve', '--check', '--config', path.join(dir, 'good.yaml')]);
     assert.equal(await child.exited, 0, child.output());
-    assert.match(child.output(), /good\.yaml: valid \(1 providers\)/);
+    assert.match(child.output(), /good\.yaml: valid \(1 provider\)/);
   });
 
   it('--check refuses an invalid config with exit 1, naming the YAML path', async () => {

@@ -4,7 +4,10 @@
  * policies and aliases, client disconnects, and a long run with a flaky primary.
  */
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
 import http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import { ConfigError } from '../lib/errors.js';
@@ -407,7 +410,12 @@ describe('Fallback routing and resilience', function () {
     // Every primary request takes the next fault: three 500s in each ten, never five in a row.
     const pattern = [true, false, false, true, false, false, true, false, false, false];
     for (let i = 0; i < 200; i++) a.fault(pattern[i % 10] ? { status: 500, times: 1 } : { times: 1 });
-    const { app } = hostApp(config());
+    // Analytics on: every attempt, failed ones included, must be counted.
+    const db = join(mkdtempSync(join(tmpdir(), 'aigw-routing-')), 'analytics.db');
+    const { app, gateway } = hostApp({
+      ...config(),
+      analytics: { enabled: true, storage: 'sqlite', sqlite_path: db, flush_interval_ms: 50 },
+    });
     const statuses: number[] = [];
     let fallbacks = 0;
     for (let batch = 0; batch < 10; batch++) {
@@ -426,5 +434,16 @@ describe('Fallback routing and resilience', function () {
     );
     assert.equal(fallbacks, 60);
     assert.equal(b.requests.length, 60);
+    const summary = await gateway.analytics.summary({ period: '1h' });
+    assert.ok('total_requests' in summary);
+    assert.equal(summary.total_requests, 200);
+    const attempts = Object.fromEntries(
+      summary.upstream_by_provider.map((p) => [p.name, { attempts: p.attempts, errors: p.errors }]),
+    );
+    assert.deepEqual(attempts, {
+      primary: { attempts: 200, errors: 60 },
+      backup: { attempts: 60, errors: 0 },
+    });
+    await gateway.close();
   });
 });

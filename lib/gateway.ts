@@ -72,8 +72,11 @@ export const stageFactories: Record<string, (gateway: Gateway) => Stage> = {
   route: (gateway) => routeStage({ breakers: gateway.breakers }),
 };
 
-/** The stages, in order, when the config names none. */
-export const defaultPipeline: string[] = ['auth', 'analytics', 'rateLimit', 'middleware', 'cache', 'route'];
+/**
+ * The stages, in order, when the config names none. Analytics comes first so that every refusal (bad key,
+ * rate limit) is recorded too.
+ */
+export const defaultPipeline: string[] = ['analytics', 'auth', 'rateLimit', 'middleware', 'cache', 'route'];
 
 export interface CallOptions {
   /** Cancels the call (and the upstream request). */

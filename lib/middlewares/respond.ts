@@ -37,6 +37,18 @@ export function writeJson(
   res.end(text);
 }
 
+function drained(res: Response): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.on('drain', done);
+    res.on('close', done);
+  });
+}
+
 async function writeStream(ctx: GatewayContext, res: Response): Promise<void> {
   res.writeHead(200, {
     ...gatewayHeaders(ctx),
@@ -53,8 +65,11 @@ async function writeStream(ctx: GatewayContext, res: Response): Promise<void> {
       if (res.destroyed) break;
       const { value, done } = await events.next();
       if (done) break;
-      if (value.type === 'chunk') res.write(sseEvent(value.chunk));
-      else res.write(sseEvent(value.done, 'done'));
+      const ok =
+        value.type === 'chunk' ? res.write(sseEvent(value.chunk)) : res.write(sseEvent(value.done, 'done'));
+      // A client that reads slowly must slow the upstream down, not make us buffer the answer in memory:
+      // stop pulling until the socket drains (or closes).
+      if (!ok && !res.destroyed) await drained(res);
     }
   } catch (err) {
     const error = toGatewayError(err);

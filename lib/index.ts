@@ -78,6 +78,8 @@ export type { SendCommand, TokenBucketRedisOptions } from './stores/token-bucket
 export { toExpress, runStages } from './stage.js';
 export type { Stage } from './stage.js';
 export type { GatewayContext, RequestOutcome, StreamEvent } from './context.js';
+// For hosts that write their own response step: report the outcome (analytics, cache store, logs) once.
+export { finishContext, applyResponseHooks } from './context.js';
 
 // Config, pricing and errors.
 export { loadConfig, validateFileConfig, resolveConfig, DEFAULT_BASE_URLS } from './config.js';

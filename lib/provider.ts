@@ -17,6 +17,9 @@ export interface ProviderOptions {
   enabled?: boolean;
   defaultMaxTokens?: number;
   headers?: Record<string, string>;
+  /** Which of this provider's models answers for a model it does not list, when it serves as a fallback. */
+  modelMap?: Record<string, string>;
+  keyStrategy?: 'round_robin' | 'least_recently_rate_limited';
 }
 
 export class Provider {
@@ -43,6 +46,8 @@ export class Provider {
     if (o.enabled !== undefined) out.enabled = o.enabled;
     if (o.defaultMaxTokens !== undefined) out.default_max_tokens = o.defaultMaxTokens;
     if (o.headers !== undefined) out.headers = o.headers;
+    if (o.modelMap !== undefined) out.model_map = o.modelMap;
+    if (o.keyStrategy !== undefined) out.key_strategy = o.keyStrategy;
     return out;
   }
 }

@@ -82,7 +82,7 @@ export interface OpenAIStreamState {
   toolCalls: Map<number, ToolCall>;
 }
 
-/** Parses one chunk of an OpenAI-style stream; Mistral reuses it (its usage rides on the last content chunk). */
+/** Parses one chunk of an OpenAI stream (Mistral has its own parser: its finish reasons and tool-call ids differ). */
 export function parseOpenAIStyleChunk(event: UpstreamEvent, state: OpenAIStreamState): StreamPart[] {
   if (event.data === '[DONE]') return [];
   let chunk: any;

@@ -197,6 +197,25 @@ describe('Gateway construction', () => {
     assert.equal(gw.runtime.config.cache.ttlSeconds, 120);
   });
 
+  it('Provider carries modelMap and keyStrategy into the resolved config', () => {
+    const gw = new Gateway({
+      providers: [
+        new Provider({ name: 'openai', apiKey: 'k1', models: ['gpt-4o'] }),
+        new Provider({
+          name: 'anthropic',
+          apiKeys: ['k2', 'k3'],
+          models: ['claude-sonnet-4-20250514'],
+          modelMap: { 'gpt-4o': 'claude-sonnet-4-20250514' },
+          keyStrategy: 'least_recently_rate_limited',
+        }),
+      ],
+      logger: silentLogger,
+    });
+    const anthropic = gw.runtime.config.providers.find((p) => p.name === 'anthropic')!;
+    assert.deepEqual(anthropic.modelMap, { 'gpt-4o': 'claude-sonnet-4-20250514' });
+    assert.equal(anthropic.keyStrategy, 'least_recently_rate_limited');
+  });
+
   it('fails at construction with the same messages for objects as for YAML', () => {
     assert.throws(
       () => new Gateway({ providers: { openai: { api_key: 'k', models: [] } }, logger: silentLogger }),

@@ -94,15 +94,45 @@ const ALL_LOAD_TARGETS: Target[] = [
     what: '+ middleware (pii_scrubber)',
   },
   { name: 'stage:+cache', host: 'gateway', path: '/s/cache/chat', unique: true, what: '+ cache (miss)' },
+  {
+    name: 'gateway-noan',
+    host: 'gateway',
+    path: '/s/noanalytics/chat',
+    unique: true,
+    what: 'default pipeline without analytics, miss',
+  },
+  {
+    name: 'gateway-noan-hit',
+    host: 'gateway',
+    path: '/s/noanalytics/chat',
+    unique: false,
+    what: 'default pipeline without analytics, hit',
+  },
 ];
 const LOAD_TARGETS = ALL_LOAD_TARGETS.filter((t) => !only || only.includes(t.name));
 const LATENCY_TARGETS = LOAD_TARGETS.filter((t) =>
-  ['upstream', 'proxy', 'floor', 'gateway', 'gateway-hit', 'plain'].includes(t.name),
+  [
+    'upstream',
+    'proxy',
+    'floor',
+    'gateway',
+    'gateway-hit',
+    'plain',
+    'gateway-noan',
+    'gateway-noan-hit',
+  ].includes(t.name),
 );
 const ALL_STREAM_TARGETS: Target[] = [
   { name: 'upstream', host: 'upstream', path: OPENAI_PATH, unique: true, what: 'direct' },
   { name: 'proxy', host: 'proxy', path: OPENAI_PATH, unique: true, what: 'thin proxy' },
   { name: 'gateway', host: 'gateway', path: '/ai/chat/stream', unique: true, what: 'default pipeline, miss' },
+  {
+    name: 'gateway-noan',
+    host: 'gateway',
+    path: '/s/noanalytics/chat/stream',
+    unique: true,
+    what: 'default pipeline without analytics, miss',
+  },
 ];
 const STREAM_TARGETS = ALL_STREAM_TARGETS.filter(
   (t) => !only || only.includes(`stream:${t.name}`) || only.includes(t.name),
@@ -294,6 +324,29 @@ async function main(): Promise<void> {
     'stream ttfb within 1 ms of direct': check(
       sd('gateway') && sd('upstream')
         ? round3(sd('gateway')!['ttfb p50 ms'] - sd('upstream')!['ttfb p50 ms'])
+        : undefined,
+      (v) => v <= 1,
+    ),
+    // The same targets for the default pipeline without analytics (whose cost is worked on apart).
+    'no analytics: >= 85% of floor req/s': check(
+      ratio(c32['gateway-noan']?.rps, c32.floor?.rps),
+      (v) => v >= 0.85,
+    ),
+    'no analytics: >= 85% of floor, by CPU per request': check(
+      ratio(c32.floor?.cpuUsPerRequest, c32['gateway-noan']?.cpuUsPerRequest),
+      (v) => v >= 0.85,
+    ),
+    'no analytics: added p50 at 1 connection < 0.5 ms': check(
+      table1.find((r) => r.target === 'gateway-noan')?.['+p50 vs upstream'],
+      (v) => v < 0.5,
+    ),
+    'no analytics: cache hit >= 90% of plain route req/s': check(
+      ratio(c32['gateway-noan-hit']?.rps, c32.plain?.rps),
+      (v) => v >= 0.9,
+    ),
+    'no analytics: stream ttfb within 1 ms of direct': check(
+      sd('gateway-noan') && sd('upstream')
+        ? round3(sd('gateway-noan')!['ttfb p50 ms'] - sd('upstream')!['ttfb p50 ms'])
         : undefined,
       (v) => v <= 1,
     ),

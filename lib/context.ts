@@ -78,10 +78,14 @@ export function createContext(
   request: ChatRequest,
   options: { stream: boolean; requestId?: string; user?: string; signal?: AbortSignal },
 ): GatewayContext {
-  const controller = new AbortController();
+  // Made on first use: a request answered before routing (a cache hit, a refusal) never needs one, and an
+  // AbortController is one of the costlier objects a request creates.
+  let controller: AbortController | undefined;
+  const controllerOf = () => (controller ??= new AbortController());
   if (options.signal) {
-    if (options.signal.aborted) controller.abort();
-    else options.signal.addEventListener('abort', () => controller.abort(), { once: true });
+    const c = controllerOf();
+    if (options.signal.aborted) c.abort();
+    else options.signal.addEventListener('abort', () => c.abort(), { once: true });
   }
   const requestId = requestIdFrom(options.requestId);
   return {
@@ -92,7 +96,9 @@ export function createContext(
     user: options.user ?? request.user,
     receivedAt: new Date(),
     startedAt: performance.now(),
-    signal: controller.signal,
+    get signal() {
+      return controllerOf().signal;
+    },
     attempts: [],
     warnings: [],
     responseHeaders: {},
@@ -100,7 +106,7 @@ export function createContext(
     outcomeHooks: [],
     responseHooks: [],
     finished: false,
-    abort: () => controller.abort(),
+    abort: () => controllerOf().abort(),
   };
 }
 

@@ -39,6 +39,7 @@ export { findPII, scrubPII, PII_TYPES } from './pii-detectors.js';
 export type { PIIType, PIIMatch } from './pii-detectors.js';
 export { scoreInjection } from './injection-patterns.js';
 export { stats } from './middlewares/stats.js';
+export { statsRecent } from './middlewares/stats-recent.js';
 export { metrics } from './middlewares/metrics.js';
 export { dashboard, dashboardCredentials, dashboardOverview } from './dashboard/index.js';
 export type { DashboardOptions, DashboardOverview } from './dashboard/index.js';
@@ -52,6 +53,9 @@ export type {
   Breakdown,
   Bucket,
   Period,
+  RecentQuery,
+  RecentRequest,
+  RecentRequests,
   StatsQuery,
   Timeseries,
   TimeseriesPoint,

@@ -35,6 +35,21 @@ function pathOf(frame: Frame | undefined, last?: string | number): string {
   return path.length > 200 ? `${path.slice(0, 200)}…` : path;
 }
 
+/**
+ * Bodies jsonBody() has already walked and found fine. The walk is the costliest part of validating a
+ * typical request, and parseRequest() would otherwise repeat it on the very same object right after.
+ * Keyed by the object itself: a body a host replaces in between is a new object and is walked again.
+ */
+const checkedBodies = new WeakSet<object>();
+
+export function markStructureChecked(body: unknown): void {
+  if (typeof body === 'object' && body !== null) checkedBodies.add(body);
+}
+
+export function isStructureChecked(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && checkedBodies.has(body);
+}
+
 /** The first structural problem in `body`, or undefined when it is fine. */
 export function jsonProblem(body: unknown, maxDepth = MAX_JSON_DEPTH): JsonProblem | undefined {
   if (typeof body !== 'object' || body === null) return undefined;

@@ -31,7 +31,15 @@ interface Detector {
   /** Global; with the `d` flag when group 1 (not the whole match) is the value. */
   regex: RegExp;
   valid?: (value: string, text: string, start: number) => boolean;
+  /**
+   * Something every value this detector reports contains, tested once on the whole text: a detector whose
+   * need is absent cannot report anything, and its (costlier) regex pass is skipped. Most prompts have no
+   * `@`, no key prefix and no colon, so most passes go.
+   */
+  needs?: RegExp;
 }
+
+const DIGIT = /\d/;
 
 function luhn(digits: string): boolean {
   let sum = 0;
@@ -189,14 +197,19 @@ function validKeyword(value: string): boolean {
 
 // Order matters: earlier detectors win overlaps (a key with an email-like suffix stays one secret).
 const DETECTORS: Detector[] = [
-  { type: 'secret', regex: /\b(?:sk|pk|rk)-(?:proj-|ant-(?:api\d\d-)?|live_|test_)?[A-Za-z0-9_-]{16,}/g },
-  { type: 'secret', regex: /\bAIza[0-9A-Za-z_-]{35}\b/g },
+  {
+    type: 'secret',
+    regex: /\b(?:sk|pk|rk)-(?:proj-|ant-(?:api\d\d-)?|live_|test_)?[A-Za-z0-9_-]{16,}/g,
+    needs: /-/,
+  },
+  { type: 'secret', regex: /\bAIza[0-9A-Za-z_-]{35}\b/g, needs: /AIza/ },
   {
     type: 'secret',
     regex: /\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|xox[abprs]-[A-Za-z0-9-]{10,})/g,
+    needs: /[_-]/,
   },
-  { type: 'secret', regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g },
-  { type: 'secret', regex: /\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g },
+  { type: 'secret', regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g, needs: /A[KS]IA/ },
+  { type: 'secret', regex: /\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g, needs: /eyJ/ },
   {
     type: 'secret',
     regex: new RegExp(
@@ -204,36 +217,52 @@ const DETECTORS: Detector[] = [
       'gdi',
     ),
     valid: validKeyword,
+    // validKeyword() wants a digit in the value, so in the text.
+    needs: DIGIT,
   },
   // Unicode letters in the domain: internationalised domains ("müller-gmbh.de") are common in European text.
   {
     type: 'email',
     regex: /\b[A-Za-z0-9._%+-]+(?:'[A-Za-z0-9._%+-]+)*@(?:[\p{L}\p{N}-]+\.)+\p{L}{2,}(?![\p{L}\p{N}])/gu,
+    needs: /@/,
   },
-  { type: 'iban', regex: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g, valid: validIban },
-  { type: 'card', regex: /(?<![\d.,-])\d(?:[ -]?\d){12,18}(?![\d.,]\d)/g, valid: validCard },
-  { type: 'ssn', regex: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g },
+  {
+    type: 'iban',
+    regex: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g,
+    valid: validIban,
+    needs: DIGIT,
+  },
+  { type: 'card', regex: /(?<![\d.,-])\d(?:[ -]?\d){12,18}(?![\d.,]\d)/g, valid: validCard, needs: DIGIT },
+  {
+    type: 'ssn',
+    regex: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g,
+    needs: DIGIT,
+  },
   {
     type: 'ssn',
     regex:
       /\b(?:SSN|social security(?: number)?)(?:[:#\s]|\bis\b)*((?!000|666|9\d\d)\d{3} ?(?!00)\d{2} ?(?!0000)\d{4})\b/dgi,
+    needs: DIGIT,
   },
   {
     type: 'ipv6',
     regex: /(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:])/g,
     valid: validIpv6,
+    needs: /:/,
   },
   {
     type: 'ipv4',
     regex:
       /(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\.?\d|\w)/g,
     valid: validIpv4,
+    needs: DIGIT,
   },
   {
     type: 'phone',
     regex:
       /(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]\d{1,8}){1,5}(?![\w])|(?<![\w+])\+\d{8,15}\b/g,
     valid: validPhone,
+    needs: DIGIT,
   },
 ];
 
@@ -243,6 +272,7 @@ export function findPII(text: string, types: readonly PIIType[] = PII_TYPES): PI
   const taken = (s: number, e: number) => found.some((f) => s < f.end && e > f.start);
   for (const d of DETECTORS) {
     if (!types.includes(d.type)) continue;
+    if (d.needs && !d.needs.test(text)) continue;
     d.regex.lastIndex = 0;
     for (const m of text.matchAll(d.regex)) {
       let value = m[0];

@@ -129,6 +129,11 @@ export class RateLimiting {
   private clock?: () => number;
   private prefix = 'aigw:rl:';
   private readonly stores = new Map<string, StoreEntry>();
+  /**
+   * The entries a config object resolved to, per scope. A config object never changes (a reload makes a
+   * new one), so its store ids need not be rebuilt on every request; close() drops this with the stores.
+   */
+  private byConfig = new WeakMap<RateLimitConfig, Partial<Record<RateLimitScope, StoreEntry>>>();
   private readonly clients = new Map<string, Redis>();
   private lastErrorLog = -Infinity;
 
@@ -171,6 +176,16 @@ export class RateLimiting {
 
   /** The store of one limit for the config's algorithm and backend, made on first use. */
   storeFor(scope: RateLimitScope, rl: RateLimitConfig): StoreEntry {
+    let known = this.byConfig.get(rl);
+    const found = known?.[scope];
+    if (found) return found;
+    if (!known) this.byConfig.set(rl, (known = {}));
+    const entry = this.createStore(scope, rl);
+    known[scope] = entry;
+    return entry;
+  }
+
+  private createStore(scope: RateLimitScope, rl: RateLimitConfig): StoreEntry {
     const id = `${scope}|${rl.algorithm}|${rl.store}|${rl.store === 'redis' ? rl.redisUrl : ''}`;
     let entry = this.stores.get(id);
     if (entry) return entry;
@@ -255,15 +270,40 @@ export class RateLimiting {
    * counts where it was admitted. Throws the 429 (or the fail-closed 503).
    */
   async check(ctx: GatewayContext, rl: RateLimitConfig): Promise<ScopeResult[]> {
+    return this.checkNow(ctx, rl);
+  }
+
+  /**
+   * check() without a promise when every store answered synchronously (the memory stores do): the stage
+   * then stays synchronous on the hot path. Otherwise (Redis) the same decision, once all stores settled.
+   */
+  checkNow(ctx: GatewayContext, rl: RateLimitConfig): ScopeResult[] | Promise<ScopeResult[]> {
     const wanted = SCOPES.flatMap((scope) => {
       const limit = limitOf(scope, rl);
       return limit === undefined
         ? []
         : [{ scope, limit, key: this.keyOf(scope, ctx), entry: this.storeFor(scope, rl) }];
     });
-    const settled = await Promise.allSettled(
-      wanted.map((w) => Promise.resolve(w.entry.store.increment(w.key, w.limit))),
+    const answers = wanted.map((w) => w.entry.store.increment(w.key, w.limit));
+    if (answers.some((a) => typeof (a as Promise<unknown>)?.then === 'function')) {
+      return Promise.allSettled(answers.map((a) => Promise.resolve(a))).then((settled) =>
+        this.decide(ctx, rl, wanted, settled),
+      );
+    }
+    return this.decide(
+      ctx,
+      rl,
+      wanted,
+      answers.map((value) => ({ status: 'fulfilled', value: value as ClientRateLimitInfo })),
     );
+  }
+
+  private decide(
+    ctx: GatewayContext,
+    rl: RateLimitConfig,
+    wanted: { scope: RateLimitScope; limit: number; key: string; entry: StoreEntry }[],
+    settled: PromiseSettledResult<ClientRateLimitInfo>[],
+  ): ScopeResult[] {
     const results: ScopeResult[] = [];
     let failure: unknown;
     settled.forEach((s, i) => {
@@ -308,6 +348,7 @@ export class RateLimiting {
   async close(): Promise<void> {
     for (const { store } of this.stores.values()) await store.shutdown?.();
     this.stores.clear();
+    this.byConfig = new WeakMap();
     for (const client of this.clients.values()) client.disconnect();
     this.clients.clear();
   }

@@ -1,6 +1,6 @@
 /**
- * createGatewayRouter(): an express.Router whose chat routes are the gateway's stages, one Express
- * middleware each, between request parsing and the response. A host can pass its own order (stage names,
+ * createGatewayRouter(): an express.Router whose chat routes are the gateway's stages (consecutive stages
+ * share one Express middleware) between request parsing and the response. A host can pass its own order (stage names,
  * stage objects or plain Express middlewares) or build a router by hand from the exported pieces.
  */
 import express, { type RequestHandler, type Router } from 'express';
@@ -16,8 +16,9 @@ import { mountOpenAICompat } from './middlewares/openai-compat.js';
 import { parseRequest } from './middlewares/parse-request.js';
 import { respond, writeJson } from './middlewares/respond.js';
 import { stats } from './middlewares/stats.js';
+import { statsRecent } from './middlewares/stats-recent.js';
 import type { Stage } from './stage.js';
-import { toExpress } from './stage.js';
+import { stagesToExpress, toExpress } from './stage.js';
 
 export type PipelineEntry = string | Stage | RequestHandler;
 
@@ -53,17 +54,34 @@ export function createGatewayRouter(
   router.use(['/chat', '/v1'], gatewayAuth(gateway));
   router.use('/admin/keys', adminKeys(gateway));
 
-  const chain = (options.pipeline ?? gateway.stages).map((entry): RequestHandler => {
-    if (typeof entry === 'function') return entry;
-    if (isStage(entry)) return toExpress(entry);
+  const entries = (options.pipeline ?? gateway.stages).map((entry): Stage | RequestHandler => {
+    if (typeof entry === 'function' || isStage(entry)) return entry;
     const stage = gateway.stages.find((s) => s.name === entry);
-    if (stage) return toExpress(stage);
+    if (stage) return stage;
     const factory = stageFactories[entry];
-    if (factory) return toExpress(factory(gateway));
+    if (factory) return factory(gateway);
     throw new Error(
       `pipeline: unknown stage "${entry}". Known stages: ${Object.keys(stageFactories).join(', ')}.`,
     );
   });
+  // Consecutive stages run inside one Express middleware: a layer per stage costs router dispatch on
+  // every request for nothing. Plain Express middlewares keep their own place in between.
+  const chain: RequestHandler[] = [];
+  let run: Stage[] = [];
+  const flush = () => {
+    if (run.length === 1) chain.push(toExpress(run[0]!));
+    else if (run.length > 1) chain.push(stagesToExpress(run));
+    run = [];
+  };
+  for (const entry of entries) {
+    if (typeof entry === 'function') {
+      flush();
+      chain.push(entry);
+    } else {
+      run.push(entry);
+    }
+  }
+  flush();
 
   const jsonBody = parseJsonBody(gateway.runtime.config.bodyLimit);
 
@@ -72,6 +90,7 @@ export function createGatewayRouter(
   });
   router.get('/stats', stats(gateway));
   router.get('/stats/timeseries', stats(gateway, { timeseries: true }));
+  router.get('/stats/recent', statsRecent(gateway));
   router.get('/metrics', metrics(gateway));
   router.use('/dashboard', dashboard(gateway));
   router.post('/chat', jsonBody, parseRequest(gateway, { stream: false }), ...chain, respond());

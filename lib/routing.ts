@@ -76,7 +76,27 @@ function plan(
   return out;
 }
 
+/**
+ * Plans by runtime and model. A runtime is immutable, so a model's plan never changes within one; the
+ * rate limiter and the route stage both ask for it on every request. Only successful plans are kept, and
+ * those exist only for models the config names, so a client cannot grow this with made-up model names.
+ * Cached plans are frozen: callers read them and never change them.
+ */
+const planCache = new WeakMap<GatewayRuntime, Map<string, RoutePlan>>();
+
 export function planRoute(runtime: GatewayRuntime, model: string): RoutePlan {
+  let plans = planCache.get(runtime);
+  const cached = plans?.get(model);
+  if (cached) return cached;
+  const planned = computePlan(runtime, model);
+  Object.freeze(planned.targets);
+  Object.freeze(planned);
+  if (!plans) planCache.set(runtime, (plans = new Map()));
+  plans.set(model, planned);
+  return planned;
+}
+
+function computePlan(runtime: GatewayRuntime, model: string): RoutePlan {
   const settings = routingSettings(runtime.config);
   const global = settings.policy;
   const alias = Object.hasOwn(settings.aliases, model) ? settings.aliases[model] : undefined;

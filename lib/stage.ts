@@ -44,6 +44,43 @@ export function toExpress(stage: Stage): RequestHandler {
   return Object.assign(handler, { stage });
 }
 
+/**
+ * A whole run of stages as ONE Express middleware. Express' router pays a layer dispatch (and `next()`
+ * bookkeeping) per middleware; a pipeline of stage objects needs none of it between its stages. Errors
+ * go to `next(err)` exactly as each stage's own middleware would send them, and synchronous stages stay
+ * synchronous (no promise per stage).
+ */
+export function stagesToExpress(stages: readonly Stage[]): RequestHandler {
+  const handler: RequestHandler = (_req, res, next) => {
+    let ctx: GatewayContext;
+    try {
+      ctx = contextOf(res, `The "${stages[0]?.name ?? 'pipeline'}" stage`);
+    } catch (err) {
+      next(err);
+      return;
+    }
+    const from = (i: number): void => {
+      try {
+        for (; i < stages.length; i++) {
+          const result = stages[i]!.run(ctx);
+          if (result && typeof (result as Promise<void>).then === 'function') {
+            const resume = i + 1;
+            (result as Promise<void>).then(() => from(resume), next);
+            return;
+          }
+        }
+      } catch (err) {
+        next(err);
+        return;
+      }
+      next();
+    };
+    from(0);
+  };
+  Object.defineProperty(handler, 'name', { value: 'stagesMiddleware' });
+  return Object.assign(handler, { stages });
+}
+
 /** Runs stages in order, as the router would, for the programmatic face. */
 export async function runStages(stages: readonly Stage[], ctx: GatewayContext): Promise<void> {
   for (const stage of stages) {

@@ -247,11 +247,13 @@ export class UpstreamClient {
     async function* parts(): AsyncGenerator<StreamPart> {
       const framing = createFrameParser(adapter.streamFraming);
       const state = adapter.createStreamState();
+      let bodyEnded = false;
       try {
         for await (const bytes of response.data) {
           attempt.rearm();
           for (const ev of framing.push(bytes as Uint8Array)) yield* adapter.parseStreamEvent(ev, state);
         }
+        bodyEnded = true;
         for (const ev of framing.end()) yield* adapter.parseStreamEvent(ev, state);
         if (adapter.endStream) yield* adapter.endStream(state);
       } catch (err) {
@@ -259,8 +261,10 @@ export class UpstreamClient {
         throw transportError(err, attempt.reason());
       } finally {
         attempt.release();
-        // Ends the upstream request when the consumer stops early (client gone, error downstream).
-        attempt.abort();
+        // Ends the upstream request when the consumer stops early (client gone, error downstream). A body
+        // read to its end needs no abort: aborting builds an AbortError and runs axios' teardown for
+        // nothing, on every stream.
+        if (!bodyEnded) attempt.abort();
       }
     }
     return parts();

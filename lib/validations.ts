@@ -129,13 +129,17 @@ export function validateChatRequest(
   body: unknown,
   warnings: string[] = [],
   limits: RequestLimits = DEFAULT_REQUEST_LIMITS,
+  options: { structureChecked?: boolean } = {},
 ): ChatRequest {
   if (!isPlainObject(body)) {
     fail('Request body must be a JSON object; send it with Content-Type: application/json.', 'body');
   }
-  // Depth and prototype keys anywhere in the body, before any code below walks or copies it.
-  const problem = jsonProblem(body);
-  if (problem) fail(problem.message, problem.param);
+  // Depth and prototype keys anywhere in the body, before any code below walks or copies it. The HTTP
+  // face has done this walk in jsonBody() already (`structureChecked`); programmatic callers have not.
+  if (!options.structureChecked) {
+    const problem = jsonProblem(body);
+    if (problem) fail(problem.message, problem.param);
+  }
   if (typeof body.model !== 'string' || body.model.trim() === '') {
     fail('model is required: a model name such as "gpt-4o-mini" or "openai/gpt-4o-mini".', 'model');
   }

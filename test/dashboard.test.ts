@@ -1,8 +1,9 @@
 /**
  * The usage dashboard: the page and its assets over HTTP (same-host URLs only, admin key through ?key= and
  * the session cookie, the standalone server), then end to end in headless Chromium against the OpenAI fake:
- * the tiles show the workload's figures, follow new traffic without a reload, degrade visibly without
- * analytics, and look right at 1280 and 390 px, light and dark (screenshots in test/artifacts/).
+ * the tiles and the latest-requests table show the workload, follow new traffic without a reload, degrade
+ * visibly without analytics, and look right at 1280 and 390 px, light and dark (screenshots in
+ * test/artifacts/).
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -156,7 +157,7 @@ describe('dashboard', function () {
       await request(app).get('/ai/stats').set('Cookie', cookie).expect(401);
     });
 
-    it('answers the overview with summary, timeseries, health and latest minutes; rejects a bad period', async () => {
+    it('answers the overview with summary, timeseries, health and latest requests; rejects a bad period', async () => {
       assert.equal(await chat(await base(), 'carol'), 200);
       const r = await request(app)
         .get('/ai/dashboard/api/overview?period=1h')
@@ -166,7 +167,30 @@ describe('dashboard', function () {
       assert.equal(r.body.period, '1h');
       assert.equal(r.body.summary.total_requests, 1);
       assert.equal(r.body.timeseries.points.length > 50, true);
-      assert.equal(r.body.recent[0].requests, 1);
+      assert.equal(r.body.recent.length, 1);
+      // Exactly these fields: ids, counts, timings and flags (anything else could be content or a secret).
+      assert.deepEqual(Object.keys(r.body.recent[0]).sort(), [
+        'cached',
+        'completion_tokens',
+        'cost',
+        'cost_saved',
+        'error_kind',
+        'latency_ms',
+        'model',
+        'prompt_tokens',
+        'provider',
+        'rate_limited',
+        'request_id',
+        'status',
+        'stream',
+        'time',
+        'ttft_ms',
+        'user',
+      ]);
+      assert.deepEqual(
+        [r.body.recent[0].user, r.body.recent[0].provider, r.body.recent[0].status],
+        ['carol', 'openai', 200],
+      );
       assert.deepEqual(
         r.body.health.map((p: any) => [p.name, p.circuit.state, p.keys_active, p.keys_total]),
         [['openai', 'closed', 1, 1]],
@@ -216,6 +240,11 @@ describe('dashboard', function () {
           ts.points.reduce((n: number, p: any) => n + p.requests, 0),
           2,
         );
+        const recent = (await (await fetch(`${dash.origin}/stats/recent?limit=5`)).json()) as any;
+        assert.deepEqual(
+          recent.requests.map((r: any) => r.user),
+          ['dora', 'dora'],
+        );
         const health = (await (await fetch(`${dash.origin}/health`)).json()) as any;
         assert.equal(health.providers[0].name, 'openai');
         const chatRoute = await fetch(`${dash.origin}/chat`, { method: 'POST', body: '{}' });
@@ -232,6 +261,7 @@ describe('dashboard', function () {
       const dash = await startDashboardServer(gateway, { port: 0 });
       try {
         assert.equal((await fetch(`${dash.origin}/stats`)).status, 401);
+        assert.equal((await fetch(`${dash.origin}/stats/recent`)).status, 401);
         assert.equal((await fetch(dash.url)).status, 401);
         const ok = await fetch(`${dash.origin}/stats`, { headers: { Authorization: `Bearer ${ADMIN}` } });
         assert.equal(ok.status, 200);
@@ -310,6 +340,19 @@ analytics:
       return (await page.locator(`[data-testid="tile-${name}"] .value`).textContent())!.trim();
     }
 
+    /** The latest-requests table as the page shows it, top to bottom. */
+    async function latestRows() {
+      return page.$$eval('[data-testid="latest-requests"] [data-testid="latest-row"]', (rows: any[]) =>
+        rows.map((tr) => ({
+          time: tr.getAttribute('data-time') as string,
+          user: tr.children[1].textContent as string,
+          status: tr.querySelector('[data-testid="latest-status"]').textContent as string,
+          hit: tr.querySelector('[data-testid="badge-cache-hit"]')?.textContent ?? null,
+          stream: tr.querySelector('[data-testid="badge-stream"]') !== null,
+        })),
+      );
+    }
+
     async function waitForTile(name: string, text: string, timeout = 10_000): Promise<void> {
       await page.waitForFunction(
         ([n, t]) => document.querySelector(`[data-testid="tile-${n}"] .value`)?.textContent?.trim() === t,
@@ -326,8 +369,15 @@ analytics:
       assert.equal(await chat(base, 'bob', false, 'a question asked twice'), 200);
       assert.equal(await chat(base, 'bob', true), 200);
       fake.fault({ status: 500, times: 1 });
-      const failed = await chat(base, 'alice');
-      assert.ok(failed >= 500, `upstream error: ${failed}`);
+      const failed = await fetch(`${base}/ai/chat`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json', 'X-User-Id': 'alice' },
+        body: JSON.stringify({ model: MODEL, messages: [{ role: 'user', content: 'this one fails' }] }),
+      });
+      assert.ok(failed.status >= 500, `upstream error: ${failed.status}`);
+      // The error kind the client was told is what the table must show for this request.
+      const failedKind = ((await failed.json()) as any).error.type as string;
+      assert.match(failedKind, /^[a-z_]+$/);
 
       await page.goto(`${base}/ai/dashboard?key=${ADMIN}`);
       // The key left the address bar; the session cookie carries it from here on.
@@ -346,6 +396,33 @@ analytics:
       const charts = await page.evaluate(() => document.querySelectorAll('canvas').length);
       assert.equal(charts, 4);
 
+      // One row per request sent, newest first: the failure, the stream, the cache hit, then the rest.
+      const latest = await latestRows();
+      assert.equal(latest.length, 8);
+      assert.deepEqual(
+        latest.map((r) => r.user),
+        ['alice', 'bob', 'bob', 'bob', 'bob', 'bob', 'alice', 'alice'],
+      );
+      const times = latest.map((r) => Date.parse(r.time));
+      assert.deepEqual(
+        times,
+        [...times].sort((a, b) => b - a),
+        'newest first',
+      );
+      assert.equal(latest[0]!.status, `${failed.status} ${failedKind}`);
+      assert.deepEqual(
+        latest.map((r) => r.stream),
+        [false, true, false, false, false, false, false, false],
+      );
+      assert.deepEqual(
+        latest.map((r) => r.hit),
+        [null, null, 'HIT', null, null, null, null, null],
+      );
+      assert.deepEqual(
+        latest.slice(1).map((r) => r.status),
+        Array(7).fill('200'),
+      );
+
       // Same document throughout: a marker set now survives only if nothing reloads the page.
       await page.evaluate(() => ((window as any).__sameDocument = true));
       for (const user of ['carol', 'carol', 'dave']) assert.equal(await chat(base, user), 200);
@@ -354,6 +431,18 @@ analytics:
       assert.equal(await page.evaluate(() => (window as any).__sameDocument), true);
       const users2 = await page.locator('#by-user tbody tr td:first-child').allTextContents();
       assert.deepEqual(users2.sort(), ['alice', 'bob', 'carol', 'dave']);
+      // The table follows too, in the same document: three new rows on top.
+      await page.waitForFunction(
+        () => document.querySelectorAll('[data-testid="latest-row"]').length === 11,
+        undefined,
+        { timeout: 5000 },
+      );
+      const latest2 = await latestRows();
+      assert.deepEqual(
+        latest2.slice(0, 4).map((r) => r.user),
+        ['dave', 'carol', 'carol', 'alice'],
+      );
+      assert.equal(latest2[3]!.status, `${failed.status} ${failedKind}`);
     });
 
     it('switches period without a reload', async () => {
@@ -367,8 +456,8 @@ analytics:
         return chart && chart.data.labels.length >= 60;
       });
       assert.equal(await tileText('requests'), '11');
-      const recentRows = await page.locator('#recent tbody tr').count();
-      assert.ok(recentRows >= 1);
+      // The latest requests do not depend on the period: still all 11.
+      assert.equal(await page.locator('[data-testid="latest-row"]').count(), 11);
       await page.click('button[data-period="24h"]');
       await page.waitForFunction(() => {
         const chart = (window as any).Chart?.getChart(document.getElementById('chart-requests'));
@@ -387,6 +476,12 @@ analytics:
             () => document.documentElement.scrollWidth - window.innerWidth,
           );
           assert.ok(overflow <= 0, `${width}px ${scheme}: the page scrolls sideways by ${overflow}px`);
+          // The latest-requests table hides columns on a phone instead of scrolling inside its panel.
+          const tableOverflow = await page.evaluate(() => {
+            const wrap = document.querySelector('[data-testid="latest-requests"]').parentElement;
+            return wrap.scrollWidth - wrap.clientWidth;
+          });
+          assert.ok(tableOverflow <= 0, `${width}px ${scheme}: latest requests scroll by ${tableOverflow}px`);
           const bg = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
           const red = Number(/(\d+)/.exec(bg)?.[1]);
           assert.equal(red < 100, scheme === 'dark', `${scheme}: background ${bg}`);

@@ -119,8 +119,12 @@ describe('hot-reloaded configuration', () => {
         () => gateway.runtime.config.providers[0]!.apiKeys[0] === 'sk-new-key-111111',
         'the reload',
       );
-      // From now on the provider accepts only the new key.
+      // From now on the provider accepts only the new key. Requests already in flight on the old config
+      // may still present the old key once; they must heal (200) through the new key, not fail.
       fake.apiKeys = ['sk-new-key-111111'];
+      const atSwap = statuses.length;
+      // Each of the 4 workers finishes its in-flight request and starts new ones on the new config.
+      await until(() => statuses.length > atSwap + 8, 'in-flight requests to finish');
       const swappedAt = fake.requests.length;
       const before = statuses.length;
       await until(() => statuses.length > before + 20, 'traffic after the swap');

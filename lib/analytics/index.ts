@@ -9,9 +9,12 @@ import type { GatewayContext, RequestOutcome } from '../context.js';
 import { GatewayMetrics } from './metrics.js';
 import type { StatsQuery, TimeseriesQuery } from './query.js';
 import { resolveBucket, resolveRange } from './query.js';
+import type { RecentQuery, RecentRequests } from './recent.js';
+import { queryRecent, resolveRecent } from './recent.js';
 import { AnalyticsRecorder, type RecorderStats } from './recorder.js';
 import { rowsFromOutcome } from './rows.js';
 import { AnalyticsStore } from './store.js';
+import { AnalyticsWriter } from './writer.js';
 import type { AnalyticsSummary, Timeseries } from './summary.js';
 import { querySummary, queryTimeseries } from './summary.js';
 
@@ -25,6 +28,7 @@ export type {
 } from './summary.js';
 export type { Bucket, Period, StatsQuery, TimeseriesQuery } from './query.js';
 export type { RecorderStats } from './recorder.js';
+export type { RecentQuery, RecentRequest, RecentRequests } from './recent.js';
 
 export interface AnalyticsDisabled {
   enabled: false;
@@ -53,6 +57,7 @@ export class Analytics {
   readonly metrics: GatewayMetrics;
   private readonly store?: AnalyticsStore;
   private readonly recorder?: AnalyticsRecorder;
+  private readonly writer?: AnalyticsWriter;
   private readonly now: () => number;
   private retentionTimer?: NodeJS.Timeout;
 
@@ -62,10 +67,13 @@ export class Analytics {
     this.now = options.now ?? Date.now;
     this.metrics = new GatewayMetrics(() => this.recorder?.stats());
     if (!this.enabled) return;
-    const store = new AnalyticsStore(config, options.logger);
-    this.store = store;
+    // Rows are written from a worker thread; this thread's store only answers queries, on a schema the
+    // writer thread created.
+    const writer = new AnalyticsWriter({ storage: config, logger: options.logger });
+    this.writer = writer;
+    this.store = new AnalyticsStore(config, options.logger, { schema: () => writer.schema() });
     this.recorder = new AnalyticsRecorder({
-      write: (rows) => store.insert(rows),
+      write: (rows) => writer.write(rows),
       logger: options.logger,
       batchSize: () => options.current().batchSize,
       flushIntervalMs: () => options.current().flushIntervalMs,
@@ -103,6 +111,15 @@ export class Analytics {
     return queryTimeseries(await this.store.ready(), range, bucketMs);
   }
 
+  /** The latest requests (not attempts), newest first: ids, counts, timings and flags, never content. */
+  async recent(query: RecentQuery = {}): Promise<RecentRequests | AnalyticsDisabled> {
+    const resolved = resolveRecent(query);
+    if (!this.store) return { enabled: false, message: DISABLED_MESSAGE };
+    // The newest requests are the ones most likely still buffered.
+    await this.recorder!.flush();
+    return queryRecent(await this.store.ready(), resolved);
+  }
+
   /** Writes every buffered row now; false when the database failed (rows stay buffered). */
   async flush(): Promise<boolean> {
     return this.recorder ? this.recorder.flush() : true;
@@ -120,7 +137,7 @@ export class Analytics {
 
   /** What the hourly retention job runs: deletes rows older than analytics.retention_days. Never rejects. */
   async applyRetention(): Promise<number> {
-    if (!this.store?.opened) return 0;
+    if (!this.store?.opened && !this.writer?.started) return 0;
     const days = this.options.current().retentionDays;
     try {
       const deleted = await this.purgeOlderThan(new Date(this.now() - days * 86_400_000));
@@ -141,6 +158,7 @@ export class Analytics {
   async close(): Promise<void> {
     if (this.retentionTimer) clearInterval(this.retentionTimer);
     await this.recorder?.close();
+    await this.writer?.close();
     await this.store?.close();
   }
 }

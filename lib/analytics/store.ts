@@ -7,7 +7,7 @@ import { dirname, resolve } from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import type { Logger, ResolvedConfig } from '../../types/index.js';
 import { ConfigError } from '../errors.js';
-import type { AnalyticsRow } from './rows.js';
+import { COLUMNS, rowValues, type AnalyticsRow, type RowValue } from './rows.js';
 import { REQUESTS_TABLE, migrateToLatest } from './schema.js';
 
 export type AnalyticsStorageConfig = Pick<
@@ -18,29 +18,6 @@ export type AnalyticsStorageConfig = Pick<
 /** Rows per INSERT statement: keeps SQLite and PostgreSQL well under their bound-parameter limits. */
 const INSERT_CHUNK = 500;
 
-const COLUMNS = [
-  'ts',
-  'kind',
-  'event_id',
-  'attempt',
-  'request_id',
-  'user_id',
-  'provider',
-  'model',
-  'status',
-  'error_kind',
-  'prompt_tokens',
-  'completion_tokens',
-  'total_tokens',
-  'cost',
-  'cost_saved',
-  'latency_ms',
-  'ttft_ms',
-  'cached',
-  'rate_limited',
-  'stream',
-  'attempts',
-] as const satisfies readonly (keyof AnalyticsRow)[];
 const TUPLE = `(${COLUMNS.map(() => '?').join(', ')})`;
 
 /**
@@ -55,6 +32,15 @@ function insertSql(count: number): string {
   );
 }
 
+export interface StoreOptions {
+  /**
+   * Makes the schema current instead of migrating from this connection. The gateway's query-side store
+   * passes the writer thread's migration here, so that one connection per process migrates: knex's
+   * migration lock refuses a second migrator rather than waiting for it.
+   */
+  schema?: () => Promise<void>;
+}
+
 export class AnalyticsStore {
   private db?: Knex;
   private migrated?: Promise<Knex>;
@@ -62,6 +48,7 @@ export class AnalyticsStore {
   constructor(
     private readonly config: AnalyticsStorageConfig,
     private readonly logger?: Logger,
+    private readonly options: StoreOptions = {},
   ) {
     if (config.storage === 'postgres' && !config.postgresUrl) {
       throw new ConfigError(
@@ -119,7 +106,8 @@ export class AnalyticsStore {
   ready(): Promise<Knex> {
     if (!this.migrated) {
       const db = this.open();
-      this.migrated = migrateToLatest(db).then(
+      const schema = this.options.schema;
+      this.migrated = (schema ? schema() : migrateToLatest(db)).then(
         () => db,
         (err: unknown) => {
           this.migrated = undefined;
@@ -131,18 +119,30 @@ export class AnalyticsStore {
   }
 
   async insert(rows: readonly AnalyticsRow[]): Promise<void> {
-    if (rows.length === 0) return;
+    return this.insertValues(rowValues(rows), rows.length);
+  }
+
+  /** Writes `count` rows given as their values in `COLUMNS` order, one row after another. */
+  async insertValues(values: readonly RowValue[], count: number): Promise<void> {
+    if (count === 0) return;
+    if (values.length !== count * COLUMNS.length) {
+      throw new RangeError(
+        `expected ${count * COLUMNS.length} values for ${count} rows, got ${values.length}`,
+      );
+    }
     const db = await this.ready();
+    const width = COLUMNS.length;
     const run = async (q: Knex | Knex.Transaction) => {
-      for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-        const chunk = rows.slice(i, i + INSERT_CHUNK);
-        const bindings: Knex.Value[] = [];
-        for (const row of chunk) for (const c of COLUMNS) bindings.push(row[c]);
-        await q.raw(insertSql(chunk.length), bindings);
+      for (let i = 0; i < count; i += INSERT_CHUNK) {
+        const n = Math.min(INSERT_CHUNK, count - i);
+        const bindings = (
+          n === count ? values : values.slice(i * width, (i + n) * width)
+        ) as readonly Knex.Value[];
+        await q.raw(insertSql(n), bindings);
       }
     };
     // One statement is atomic by itself; BEGIN/COMMIT round trips are only worth it for several.
-    if (rows.length <= INSERT_CHUNK) await run(db);
+    if (count <= INSERT_CHUNK) await run(db);
     else await db.transaction(run);
   }
 

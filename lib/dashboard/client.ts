@@ -160,18 +160,59 @@ export const APP_JS = String.raw`
     fillTable('health', rows, 6, 'No providers configured.');
   }
 
-  function renderRecent(recent) {
-    var rows = recent.map(function (p) {
+  function badge(parent, text, cls, testid) {
+    var chip = document.createElement('span');
+    chip.className = 'chip ' + cls;
+    chip.setAttribute('data-testid', testid);
+    chip.textContent = text;
+    parent.appendChild(chip);
+  }
+
+  // One row per request, newest first. Everything is an id, a count or a timing; contents are not stored.
+  function renderLatest(recent) {
+    var rows = recent.map(function (r) {
       var tr = document.createElement('tr');
-      cell(tr, new Date(p.t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }));
-      cell(tr, fmtInt(p.requests));
-      cell(tr, fmtInt(p.errors), p.errors ? 'bad' : '');
-      cell(tr, fmtInt(p.tokens));
-      cell(tr, fmtCost(p.cost));
-      cell(tr, fmtMs(p.avg_latency_ms));
+      tr.setAttribute('data-testid', 'latest-row');
+      tr.setAttribute('data-request-id', r.request_id);
+      tr.setAttribute('data-time', r.time);
+      // 24-hour clock: "14:03:27" is the narrowest time that still tells requests apart.
+      var time = cell(tr, new Date(r.time).toLocaleTimeString([], {
+        hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' }));
+      time.title = new Date(r.time).toLocaleString();
+      cell(tr, r.user === null ? '(none)' : r.user);
+      // The provider in its own span, so that a phone can show the model alone.
+      var route = cell(tr, '', 'route');
+      var provider = document.createElement('span');
+      provider.className = 'provider';
+      provider.textContent = (r.provider || '-') + ' / ';
+      route.appendChild(provider);
+      route.appendChild(document.createTextNode(r.model || '-'));
+      route.title = route.textContent;
+      // A failed request shows what went wrong (the error kind); a good one its HTTP status.
+      var failed = r.error_kind !== null;
+      var status = cell(tr, failed ? '' : String(r.status || ''), failed ? 'bad' : '');
+      if (failed) {
+        // The code in its own span, so that a phone can show the error kind alone.
+        var code = document.createElement('span');
+        code.className = 'code';
+        code.textContent = r.status ? r.status + ' ' : '';
+        status.appendChild(code);
+        status.appendChild(document.createTextNode(r.error_kind));
+      }
+      status.setAttribute('data-testid', 'latest-status');
+      var tokens = cell(tr, fmtInt(r.prompt_tokens + r.completion_tokens));
+      tokens.title = fmtInt(r.prompt_tokens) + ' prompt + ' + fmtInt(r.completion_tokens) + ' completion';
+      var cost = cell(tr, fmtCost(r.cost));
+      if (r.cost_saved) cost.title = 'Saved ' + fmtCost(r.cost_saved) + ' by the cache';
+      var latency = cell(tr, fmtMs(r.latency_ms));
+      if (r.ttft_ms !== null) latency.title = 'First token after ' + fmtMs(r.ttft_ms);
+      var flags = cell(tr, '', 'flags');
+      if (r.cached) badge(flags, 'HIT', 'hit', 'badge-cache-hit');
+      if (r.stream) badge(flags, 'stream', 'stream', 'badge-stream');
+      if (r.rate_limited) badge(flags, 'rate-limited', 'limited', 'badge-rate-limited');
       return tr;
     });
-    fillTable('recent', rows, 6, 'No requests in the last hour.');
+    fillTable('latest', rows, 8, 'No requests yet.');
   }
 
   // ---- charts -----------------------------------------------------------------------------------
@@ -269,7 +310,7 @@ export const APP_JS = String.raw`
     hideBanner();
     renderTiles(data.summary);
     renderTables(data.summary);
-    renderRecent(data.recent);
+    renderLatest(data.recent);
     lastTimeseries = { points: data.timeseries.points, period: data.period };
     renderCharts(data.timeseries.points, data.period);
     setText($('range'), new Date(data.summary.from).toLocaleString() + ' to ' +

@@ -1,8 +1,8 @@
 /**
  * The usage dashboard: `GET /dashboard` (one HTML page), its assets under `/dashboard/assets/`, and one
  * JSON endpoint the page polls, `/dashboard/api/overview`. It reads only public APIs
- * (`gateway.analytics.summary()`, `.timeseries()`, `gateway.health()`), and is meant to sit behind
- * `adminAuth()` like /stats.
+ * (`gateway.analytics.summary()`, `.timeseries()`, `.recent()`, `gateway.health()`), and is meant to sit
+ * behind `adminAuth()` like /stats.
  *
  * A browser cannot put an `Authorization` header on the page request itself or on `<script src>`, so the
  * admin key reaches the guard another way: the user opens `/dashboard?key=<admin key>` once;
@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
-import type { AnalyticsSummary, Timeseries } from '../analytics/index.js';
+import type { AnalyticsSummary, RecentRequest, Timeseries } from '../analytics/index.js';
 import { InvalidRequestError } from '../errors.js';
 import type { Gateway } from '../gateway.js';
 import { writeJson } from '../middlewares/respond.js';
@@ -29,8 +29,8 @@ export const DASHBOARD_COOKIE = 'ai_gateway_dashboard_key';
 const PERIODS = ['1h', '24h', '7d', '30d'] as const;
 type DashboardPeriod = (typeof PERIODS)[number];
 
-/** Rows in the "latest activity" table. */
-const RECENT_MINUTES = 10;
+/** Rows in the "Latest requests" table: enough to see a burst, few enough for a phone. */
+const LATEST_REQUESTS = 25;
 
 export interface DashboardOptions {
   /** How often the page polls for fresh figures, in milliseconds; default 2000. */
@@ -147,8 +147,8 @@ export interface DashboardOverview {
   message?: string;
   summary?: AnalyticsSummary;
   timeseries?: Timeseries;
-  /** Per-minute figures of the last minutes that saw requests, newest first. */
-  recent?: Timeseries['points'];
+  /** The latest requests, newest first, whatever the period (ids, counts, timings; never content). */
+  recent?: RecentRequest[];
   /** The analytics writer's counters (rows buffered, written, dropped). */
   recorder?: ReturnType<Gateway['analytics']['stats']>;
 }
@@ -165,15 +165,8 @@ export async function dashboardOverview(
   const timeseries = await gateway.analytics.timeseries({ period });
   if (!timeseries.enabled)
     return { enabled: false, generated_at, period, health, message: timeseries.message };
-  // Analytics has no query for individual rows, so "latest" is the last hour's minutes with traffic.
-  const lastHour =
-    period === '1h' ? timeseries : await gateway.analytics.timeseries({ period: '1h', bucket: '1m' });
-  const recent = lastHour.enabled
-    ? lastHour.points
-        .filter((p) => p.requests > 0)
-        .slice(-RECENT_MINUTES)
-        .reverse()
-    : [];
+  const latest = await gateway.analytics.recent({ limit: LATEST_REQUESTS });
+  const recent = latest.enabled ? latest.requests : [];
   return {
     enabled: true,
     generated_at,

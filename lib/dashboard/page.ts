@@ -94,13 +94,13 @@ export function renderPage(options: PageOptions): string {
         ${breakdown('by-provider', 'By provider', 'Provider')}
         ${breakdown('by-model', 'By model', 'Model')}
       </div>
-      <div class="grid2">
+      <div class="stack">
         ${breakdown('by-user', 'By user', 'User')}
-        <section class="panel"><h2>Latest activity (per minute)</h2><div class="table-wrap"><table id="recent" class="breakdown">
-          <thead><tr><th>Minute</th><th>Requests</th><th>Errors</th><th>Tokens</th><th>Cost</th><th>Avg latency</th></tr></thead>
-          <tbody></tbody></table></div>
-          <p class="note">The last hour, newest first. Message contents are never stored.</p></section>
       </div>
+      <section class="panel stack"><h2>Latest requests</h2><div class="table-wrap"><table id="latest" data-testid="latest-requests">
+        <thead><tr><th>Time</th><th>User</th><th>Provider / model</th><th>Status</th><th>Tokens</th><th>Cost</th><th>Latency</th><th>Flags</th></tr></thead>
+        <tbody></tbody></table></div>
+        <p class="note">Newest first, whatever the period. Message contents are never stored.</p></section>
     </div>
     <section class="panel"><h2>Provider health</h2><div class="table-wrap"><table id="health">
       <thead><tr><th>Provider</th><th>Circuit</th><th>Recent failures</th><th>Keys active</th><th>Attempts</th><th>Attempt errors</th></tr></thead>

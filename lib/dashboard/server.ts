@@ -1,8 +1,9 @@
 /**
  * The standalone dashboard server, for a gateway run on its own (`express-ai-gateway serve` starts it on
  * `analytics.dashboard_port` when analytics is enabled). It serves the dashboard and the read-only admin
- * routes it builds on (/stats, /stats/timeseries, /metrics, /health), never the chat routes, so the port
- * can be exposed to operators without exposing the gateway. Admin keys guard it exactly as on the router.
+ * routes it builds on (/stats, /stats/timeseries, /stats/recent, /metrics, /health), never the chat
+ * routes, so the port can be exposed to operators without exposing the gateway. Admin keys guard it exactly
+ * as on the router.
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,6 +14,7 @@ import { errorHandler } from '../middlewares/error-handler.js';
 import { metrics } from '../middlewares/metrics.js';
 import { writeJson } from '../middlewares/respond.js';
 import { stats } from '../middlewares/stats.js';
+import { statsRecent } from '../middlewares/stats-recent.js';
 import { hardenServer } from '../server-timeouts.js';
 import { dashboard, dashboardCredentials, type DashboardOptions } from './index.js';
 
@@ -42,6 +44,7 @@ export function dashboardApp(gateway: Gateway, options: DashboardOptions = {}): 
   app.get('/health', (_req, res) => writeJson(res, 200, gateway.health(), {}));
   app.get('/stats', stats(gateway));
   app.get('/stats/timeseries', stats(gateway, { timeseries: true }));
+  app.get('/stats/recent', statsRecent(gateway));
   app.get('/metrics', metrics(gateway));
   app.use('/dashboard', dashboard(gateway, options));
   app.use(errorHandler({ logger: gateway.logger }));

@@ -144,6 +144,17 @@ td.empty { text-align: center; color: var(--muted); padding: 14px; }
 .chip.half_open { color: var(--warn); }
 .chip.open, .chip.disabled { color: var(--bad); }
 .bad { color: var(--bad); }
+.stack { margin-bottom: 16px; }
+/* Latest requests: a long provider/model is cut (full text in its tooltip) rather than widening the table. */
+#latest td.route { max-width: 280px; overflow: hidden; text-overflow: ellipsis; }
+/* Names read left to right; only figures are right-aligned. */
+#latest th:nth-child(2), #latest td:nth-child(2),
+#latest th:nth-child(3), #latest td:nth-child(3),
+#latest th:last-child, #latest td.flags { text-align: left; }
+#latest .chip + .chip { margin-left: 4px; }
+.chip.hit { color: var(--good); font-weight: 600; }
+.chip.stream { color: var(--accent); }
+.chip.limited { color: var(--warn); }
 footer { color: var(--muted); font-size: 12px; text-align: center; padding: 0 24px 24px; }
 @media (max-width: 900px) {
   .charts, .grid2 { grid-template-columns: minmax(0, 1fr); }
@@ -153,7 +164,16 @@ footer { color: var(--muted); font-size: 12px; text-align: center; padding: 0 24
   .breakdown th:nth-child(4), .breakdown td:nth-child(4),
   .breakdown th:nth-child(6), .breakdown td:nth-child(6),
   #health th:nth-child(4), #health td:nth-child(4),
-  #health th:nth-child(5), #health td:nth-child(5) { display: none; }
+  #health th:nth-child(5), #health td:nth-child(5),
+  #latest th:nth-child(2), #latest td:nth-child(2),
+  #latest th:nth-child(5), #latest td:nth-child(5),
+  #latest th:nth-child(6), #latest td:nth-child(6),
+  #latest th:nth-child(7), #latest td:nth-child(7) { display: none; }
+  /* Time, model, status (the error kind alone) and flags fit at 390 px; a long model name is cut. */
+  #latest { font-size: 13px; }
+  #latest th, #latest td { padding: 6px 4px; }
+  #latest td.route { max-width: 100px; }
+  #latest .provider, #latest td.bad .code { display: none; }
   header { padding: 12px 14px; }
   main { padding: 14px 12px 32px; }
   .tiles { grid-template-columns: repeat(2, minmax(0, 1fr)); gap: 8px; }

@@ -9,7 +9,7 @@
 import { isUtf8 } from 'node:buffer';
 import express, { type RequestHandler } from 'express';
 import { InvalidRequestError } from '../errors.js';
-import { jsonProblem } from '../json-guard.js';
+import { jsonProblem, markStructureChecked } from '../json-guard.js';
 
 function rejectInvalidUtf8(_req: unknown, _res: unknown, buf: Buffer): void {
   // body-parser passes this error on as is (status 400 included): the error handler answers it.
@@ -23,6 +23,7 @@ export function jsonBody(limit: string): RequestHandler {
     parse(req, res, (err?: unknown) => {
       if (err) return next(err);
       const problem = jsonProblem(req.body);
+      if (!problem) markStructureChecked(req.body);
       next(problem ? new InvalidRequestError(problem.message, problem.param) : undefined);
     });
   };

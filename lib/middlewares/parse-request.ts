@@ -7,6 +7,7 @@ import type { RequestHandler } from 'express';
 import { bindCredential, identityFrom, presentedKey } from '../auth.js';
 import { createContext } from '../context.js';
 import type { Gateway } from '../gateway.js';
+import { isStructureChecked } from '../json-guard.js';
 import { validateChatRequest } from '../validations.js';
 
 export interface ParseRequestOptions {
@@ -19,7 +20,9 @@ export function parseRequest(gateway: Gateway, options: ParseRequestOptions): Re
     const runtime = gateway.runtime;
     try {
       const warnings: string[] = [];
-      const request = validateChatRequest(req.body, warnings, runtime.config.requestLimits);
+      const request = validateChatRequest(req.body, warnings, runtime.config.requestLimits, {
+        structureChecked: isStructureChecked(req.body),
+      });
       const headerUser = req.headers[runtime.config.rateLimiting.userHeader];
       const ctx = createContext(runtime, request, {
         stream,

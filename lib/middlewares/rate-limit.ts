@@ -7,7 +7,7 @@
 import type { GatewayContext } from '../context.js';
 import { ConfigError } from '../errors.js';
 import type { Gateway } from '../gateway.js';
-import type { RateLimitingOptions } from '../rate-limit.js';
+import type { RateLimitingOptions, ScopeResult } from '../rate-limit.js';
 import { RateLimiting, rateLimitHeaders, rateLimitingOf } from '../rate-limit.js';
 import type { Stage } from '../stage.js';
 
@@ -26,16 +26,31 @@ export function rateLimitStage(gateway: Gateway, options: RateLimitStageOptions 
     );
   }
 
-  async function check(ctx: GatewayContext): Promise<void> {
+  function refused(ctx: GatewayContext, err: unknown): never {
+    // Analytics (first in the pipeline) reads this along with the error outcome.
+    if ((err as { kind?: string }).kind === 'rate_limit') ctx.locals.rateLimited = true;
+    throw err;
+  }
+
+  /** Synchronous with memory stores (no promise on the hot path); a promise with Redis. */
+  function check(ctx: GatewayContext): void | Promise<void> {
     const rl = ctx.runtime.config.rateLimiting;
+    let results: ScopeResult[] | Promise<ScopeResult[]>;
     try {
-      const results = await limiting.check(ctx, rl);
-      Object.assign(ctx.responseHeaders, rateLimitHeaders(results));
+      results = limiting.checkNow(ctx, rl);
     } catch (err) {
-      // Analytics (first in the pipeline) reads this along with the error outcome.
-      if ((err as { kind?: string }).kind === 'rate_limit') ctx.locals.rateLimited = true;
-      throw err;
+      refused(ctx, err);
     }
+    if (Array.isArray(results)) {
+      Object.assign(ctx.responseHeaders, rateLimitHeaders(results));
+      return;
+    }
+    return results.then(
+      (r) => {
+        Object.assign(ctx.responseHeaders, rateLimitHeaders(r));
+      },
+      (err: unknown) => refused(ctx, err),
+    );
   }
 
   return {

@@ -133,3 +133,10 @@ export function resolveBucket(
   }
   return ms;
 }
+
+/** Database values to numbers: PostgreSQL returns bigint and numeric columns as strings, absent ones as null. */
+export function num(v: unknown): number {
+  if (v === null || v === undefined) return 0;
+  const n = typeof v === 'number' ? v : Number(v);
+  return Number.isFinite(n) ? n : 0;
+}

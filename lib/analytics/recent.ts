@@ -7,7 +7,7 @@
 import type { Knex } from 'knex';
 import { InvalidRequestError } from '../errors.js';
 import type { Filters } from './query.js';
-import { resolveRange } from './query.js';
+import { num, resolveRange } from './query.js';
 import { REQUESTS_TABLE } from './schema.js';
 
 export const RECENT_DEFAULT_LIMIT = 50;
@@ -76,12 +76,6 @@ export function resolveRecent(query: RecentQuery | Record<string, unknown> = {})
   // The filters are validated exactly as the summary's are (the range part is unused here).
   const { filters } = resolveRange({ user: q.user, provider: q.provider, model: q.model });
   return { limit: limitOf(q.limit), filters };
-}
-
-/** PostgreSQL returns bigint columns (ts) as strings. */
-function num(v: unknown): number {
-  const n = typeof v === 'number' ? v : Number(v);
-  return Number.isFinite(n) ? n : 0;
 }
 
 /** SQLite stores booleans as 0/1, PostgreSQL returns true/false. */

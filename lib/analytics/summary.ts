@@ -5,6 +5,7 @@
  */
 import type { Knex } from 'knex';
 import type { Filters, Period, ResolvedRange } from './query.js';
+import { num } from './query.js';
 import { REQUESTS_TABLE } from './schema.js';
 
 export interface Breakdown {
@@ -82,13 +83,6 @@ export interface Timeseries {
 const BREAKDOWN_LIMIT = 100;
 
 const ERRORS = 'sum(case when error_kind is not null then 1 else 0 end)';
-
-/** PostgreSQL returns bigint and numeric aggregates as strings. */
-function num(v: unknown): number {
-  if (v === null || v === undefined) return 0;
-  const n = typeof v === 'number' ? v : Number(v);
-  return Number.isFinite(n) ? n : 0;
-}
 
 function ratio(a: number, b: number): number {
   return b === 0 ? 0 : a / b;

@@ -43,8 +43,19 @@ export interface GatewayContext {
   readonly receivedAt: Date;
   /** performance.now() at arrival. */
   readonly startedAt: number;
-  /** Aborted when the client goes away; every upstream call listens to it. */
+  /**
+   * Aborted when the client goes away. Made on first read: the routing path listens through `onAbort()`
+   * instead, which costs no AbortController and no EventTarget listener per request.
+   */
   readonly signal: AbortSignal;
+  /** True once the request was aborted (the client went away). Always set on contexts from createContext(). */
+  readonly aborted?: boolean;
+  /**
+   * Calls `listener` once when the request is aborted, at once if it already was; returns the function that
+   * removes it. Always present on contexts from createContext(); optional so that hand-made contexts (test
+   * doubles) still type-check.
+   */
+  onAbort?(listener: () => void): () => void;
   /** Set by the stage that produced the answer (routing, or a cache hit). */
   response?: ChatResponse;
   streamEvents?: AsyncIterable<StreamEvent>;
@@ -73,41 +84,152 @@ export function requestIdFrom(clientValue: unknown): string {
     : `req_${randomUUID()}`;
 }
 
+/**
+ * What the routing hot path waits on instead of an AbortSignal: a flag and plain callbacks. Under load an
+ * AbortController per request and per attempt, chained by EventTarget listeners, cost more CPU than the
+ * feature is worth.
+ */
+export interface AbortSource {
+  readonly aborted: boolean;
+  /** Calls `listener` once on abort, at once if already aborted; returns the function that removes it. */
+  onAbort(listener: () => void): () => void;
+}
+
+const noop = () => {};
+
+/** An AbortSource to build on: callbacks run once, in the order they were added. */
+export class AbortCallbacks implements AbortSource {
+  private fired = false;
+  private listeners: (() => void)[] | undefined;
+
+  get aborted(): boolean {
+    return this.fired;
+  }
+
+  onAbort(listener: () => void): () => void {
+    if (this.fired) {
+      listener();
+      return noop;
+    }
+    (this.listeners ??= []).push(listener);
+    return () => this.removeAbortListener(listener);
+  }
+
+  private removeAbortListener(listener: () => void): void {
+    const listeners = this.listeners;
+    const i = listeners ? listeners.indexOf(listener) : -1;
+    if (i !== -1) listeners!.splice(i, 1);
+  }
+
+  /** Runs between marking the source aborted and its callbacks. */
+  protected onAborted(): void {}
+
+  /** Marks the source aborted and runs its callbacks; false when that already happened. */
+  protected fire(): boolean {
+    if (this.fired) return false;
+    this.fired = true;
+    this.onAborted();
+    const listeners = this.listeners;
+    this.listeners = undefined;
+    if (listeners) {
+      for (const listener of listeners) {
+        try {
+          listener();
+        } catch (err) {
+          // As an EventTarget does: one failing listener neither stops the others nor throws into the
+          // code that aborted.
+          process.nextTick(() => {
+            throw err;
+          });
+        }
+      }
+    }
+    return true;
+  }
+}
+
+/** Listens to either kind of abort source; returns the function that stops listening. */
+export function listenForAbort(source: AbortSignal | AbortSource, listener: () => void): () => void {
+  if (typeof (source as AbortSource).onAbort === 'function') return (source as AbortSource).onAbort(listener);
+  const signal = source as AbortSignal;
+  if (signal.aborted) {
+    listener();
+    return noop;
+  }
+  signal.addEventListener('abort', listener, { once: true });
+  return () => signal.removeEventListener('abort', listener);
+}
+
+/** The context's own abort source, or its signal for a hand-made context that has none. */
+export function abortSourceOf(ctx: GatewayContext): AbortSignal | AbortSource {
+  return typeof ctx.onAbort === 'function' ? (ctx as AbortSource) : ctx.signal;
+}
+
+// A class rather than an object literal: methods and getters on the prototype cost nothing per request,
+// while an object literal with accessors is built through a slow path every time.
+class RequestContext extends AbortCallbacks implements GatewayContext {
+  readonly receivedAt = new Date();
+  readonly startedAt = performance.now();
+  readonly attempts: Attempt[] = [];
+  readonly warnings: string[] = [];
+  readonly responseHeaders: Record<string, string> = {};
+  readonly locals: Record<string, unknown> = {};
+  readonly outcomeHooks: OutcomeHook[] = [];
+  readonly responseHooks: ResponseHook[] = [];
+  response?: ChatResponse;
+  streamEvents?: AsyncIterable<StreamEvent>;
+  cacheStatus?: 'HIT' | 'MISS' | 'BYPASS';
+  finished = false;
+  // Made on the first read of `signal`: a request answered before routing (a cache hit, a refusal), or
+  // routed, which listens through onAbort(), never needs one.
+  private controller: AbortController | undefined;
+
+  constructor(
+    readonly requestId: string,
+    readonly runtime: GatewayRuntime,
+    public request: ChatRequest,
+    readonly stream: boolean,
+    public user: string | undefined,
+  ) {
+    super();
+  }
+
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.aborted) this.controller.abort();
+    }
+    return this.controller.signal;
+  }
+
+  // The signal aborts before the callbacks run, so that either kind of listener sees the same state.
+  protected override onAborted(): void {
+    this.controller?.abort();
+  }
+
+  abort(): void {
+    this.fire();
+  }
+}
+
 export function createContext(
   runtime: GatewayRuntime,
   request: ChatRequest,
   options: { stream: boolean; requestId?: string; user?: string; signal?: AbortSignal },
 ): GatewayContext {
-  // Made on first use: a request answered before routing (a cache hit, a refusal) never needs one, and an
-  // AbortController is one of the costlier objects a request creates.
-  let controller: AbortController | undefined;
-  const controllerOf = () => (controller ??= new AbortController());
-  if (options.signal) {
-    const c = controllerOf();
-    if (options.signal.aborted) c.abort();
-    else options.signal.addEventListener('abort', () => c.abort(), { once: true });
-  }
-  const requestId = requestIdFrom(options.requestId);
-  return {
-    requestId,
+  const ctx = new RequestContext(
+    requestIdFrom(options.requestId),
     runtime,
     request,
-    stream: options.stream,
-    user: options.user ?? request.user,
-    receivedAt: new Date(),
-    startedAt: performance.now(),
-    get signal() {
-      return controllerOf().signal;
-    },
-    attempts: [],
-    warnings: [],
-    responseHeaders: {},
-    locals: {},
-    outcomeHooks: [],
-    responseHooks: [],
-    finished: false,
-    abort: () => controllerOf().abort(),
-  };
+    options.stream,
+    options.user ?? request.user,
+  );
+  const signal = options.signal;
+  if (signal) {
+    if (signal.aborted) ctx.abort();
+    else signal.addEventListener('abort', () => ctx.abort(), { once: true });
+  }
+  return ctx;
 }
 
 /** Reports the outcome to every hook, once; a failing hook is logged and never affects the client. */

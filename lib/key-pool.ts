@@ -16,6 +16,11 @@ interface KeyState {
   lastRateLimitedAt: number;
 }
 
+/** Where a key's health is filed: by provider and fingerprint, never by the key itself. */
+function keyId(provider: string, key: string): string {
+  return `${provider}:${fingerprint(key)}`;
+}
+
 /** Per-gateway memory of key health, shared by every runtime (config snapshot) of that gateway. */
 export class KeyHealthRegistry {
   private readonly states = new Map<string, KeyState>();
@@ -24,7 +29,11 @@ export class KeyHealthRegistry {
   constructor(private readonly now: () => number = Date.now) {}
 
   stateOf(provider: string, key: string): KeyState {
-    const id = `${provider}:${fingerprint(key)}`;
+    return this.stateById(keyId(provider, key));
+  }
+
+  /** The state under an id from keyId(): a caller that asks for the same keys over and over keeps the ids. */
+  stateById(id: string): KeyState {
     let state = this.states.get(id);
     if (!state) {
       state = { revoked: false, restUntil: 0, lastRateLimitedAt: 0 };
@@ -44,7 +53,7 @@ export class KeyHealthRegistry {
   /** Forgets keys no longer configured, so the registry does not grow with every rotation. */
   retain(provider: string, keys: readonly string[]): void {
     this.latest.set(provider, keys);
-    const keep = new Set(keys.map((k) => `${provider}:${fingerprint(k)}`));
+    const keep = new Set(keys.map((k) => keyId(provider, k)));
     for (const id of this.states.keys()) {
       if (id.startsWith(`${provider}:`) && !keep.has(id)) this.states.delete(id);
     }
@@ -59,6 +68,9 @@ export interface KeyReport {
 
 export class KeyPool {
   private cursor = 0;
+  // Registry ids by key: fingerprint() hashes the whole key, and every request looks up the same few keys
+  // several times. Holds this pool's keys and the newer ones it was asked about.
+  private readonly ids = new Map<string, string>();
 
   constructor(
     readonly provider: string,
@@ -81,47 +93,66 @@ export class KeyPool {
   newerKey(refused: string | undefined): string | undefined {
     return this.registry
       .latestKeys(this.provider)
-      .find(
-        (k) => k !== refused && !this.keys.includes(k) && !this.registry.stateOf(this.provider, k).revoked,
-      );
+      .find((k) => k !== refused && !this.keys.includes(k) && !this.stateOf(k).revoked);
   }
 
   hasUsableKey(): boolean {
-    return this.keys.some((k) => !this.registry.stateOf(this.provider, k).revoked);
+    return this.keys.some((k) => !this.stateOf(k).revoked);
+  }
+
+  private stateOf(key: string): KeyState {
+    let id = this.ids.get(key);
+    if (id === undefined) {
+      id = keyId(this.provider, key);
+      this.ids.set(key, id);
+    }
+    return this.registry.stateById(id);
   }
 
   /** The key for the next attempt; undefined for a provider without keys (local Ollama). */
   pick(): string | undefined {
     if (this.keys.length === 0) return undefined;
     const now = this.registry.clock();
-    const candidates = this.keys.filter((k) => !this.registry.stateOf(this.provider, k).revoked);
-    if (candidates.length === 0) {
-      throw new GatewayError(
-        'authentication',
-        `Every API key of ${this.provider} was refused by the provider (401); rotate them in the config.`,
-        { provider: this.provider },
-      );
+    // Runs on every request: one pass that builds no arrays. Ties go to the earlier key.
+    let ready = 0;
+    let soonestRested: string | undefined;
+    let soonestRestUntil = Infinity;
+    let leastRateLimited: string | undefined;
+    let leastRateLimitedAt = Infinity;
+    for (const k of this.keys) {
+      const s = this.stateOf(k);
+      if (s.revoked) continue;
+      if (s.restUntil <= now) {
+        ready += 1;
+        if (leastRateLimited === undefined || s.lastRateLimitedAt < leastRateLimitedAt) {
+          leastRateLimited = k;
+          leastRateLimitedAt = s.lastRateLimitedAt;
+        }
+      } else if (soonestRested === undefined || s.restUntil < soonestRestUntil) {
+        soonestRested = k;
+        soonestRestUntil = s.restUntil;
+      }
     }
-    const ready = candidates.filter((k) => this.registry.stateOf(this.provider, k).restUntil <= now);
-    if (ready.length === 0) {
+    if (ready === 0) {
+      if (soonestRested === undefined) {
+        throw new GatewayError(
+          'authentication',
+          `Every API key of ${this.provider} was refused by the provider (401); rotate them in the config.`,
+          { provider: this.provider },
+        );
+      }
       // All resting: the one whose rest ends first is the best bet.
-      return candidates.reduce((a, b) =>
-        this.registry.stateOf(this.provider, a).restUntil <= this.registry.stateOf(this.provider, b).restUntil
-          ? a
-          : b,
-      );
+      return soonestRested;
     }
-    if (this.strategy === 'least_recently_rate_limited') {
-      return ready.reduce((a, b) =>
-        this.registry.stateOf(this.provider, a).lastRateLimitedAt <=
-        this.registry.stateOf(this.provider, b).lastRateLimitedAt
-          ? a
-          : b,
-      );
+    if (this.strategy === 'least_recently_rate_limited') return leastRateLimited;
+    let skip = this.cursor % ready;
+    this.cursor = (this.cursor + 1) % ready;
+    for (const k of this.keys) {
+      const s = this.stateOf(k);
+      if (!s.revoked && s.restUntil <= now && skip-- === 0) return k;
     }
-    const key = ready[this.cursor % ready.length]!;
-    this.cursor = (this.cursor + 1) % Math.max(1, ready.length);
-    return key;
+    // Not reached: the second pass sees the same `ready` keys as the first.
+    return leastRateLimited;
   }
 
   /** Feeds back how an attempt with `key` went. */
@@ -130,11 +161,11 @@ export class KeyPool {
     outcome: { kind?: string; upstreamStatus?: number; retryAfterMs?: number },
   ): void {
     if (!key) return;
-    const state = this.registry.stateOf(this.provider, key);
+    const state = this.stateOf(key);
     if (outcome.upstreamStatus === 401) {
       // The last usable key stays in rotation: without it the provider is gone until a reload, and a
       // passing 401 (a provider-side glitch) would turn into a permanent outage.
-      const others = this.keys.some((k) => k !== key && !this.registry.stateOf(this.provider, k).revoked);
+      const others = this.keys.some((k) => k !== key && !this.stateOf(k).revoked);
       if (!state.revoked && others) {
         state.revoked = true;
         this.logger.warn(
@@ -152,7 +183,7 @@ export class KeyPool {
   health(): KeyReport[] {
     const now = this.registry.clock();
     return this.keys.map((k) => {
-      const s = this.registry.stateOf(this.provider, k);
+      const s = this.stateOf(k);
       if (s.revoked) return { fingerprint: fingerprint(k), state: 'revoked' as const };
       if (s.restUntil > now)
         return { fingerprint: fingerprint(k), state: 'resting' as const, rest_ms: s.restUntil - now };

@@ -8,6 +8,8 @@
  * axios would see none of that, nor the circuit breaker and the request deadline, so the loop lives in the
  * route stage and this file only computes when to try again.
  */
+import type { AbortSource } from './context.js';
+import { AbortCallbacks, listenForAbort } from './context.js';
 import { GatewayError } from './errors.js';
 
 const BACKOFF_BASE_MS = 200;
@@ -30,52 +32,50 @@ export function retryDelayMs(
 }
 
 /** Resolves after `ms`, or as soon as `signal` aborts (then it resolves false). */
-export function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+export function sleep(ms: number, signal: AbortSignal | AbortSource): Promise<boolean> {
   if (signal.aborted) return Promise.resolve(false);
   return new Promise((resolve) => {
-    const done = (completed: boolean) => {
+    const timer = setTimeout(() => {
+      stopListening();
+      resolve(true);
+    }, ms);
+    const stopListening = listenForAbort(signal, () => {
       clearTimeout(timer);
-      signal.removeEventListener('abort', onAbort);
-      resolve(completed);
-    };
-    const onAbort = () => done(false);
-    const timer = setTimeout(() => done(true), ms);
-    signal.addEventListener('abort', onAbort, { once: true });
+      resolve(false);
+    });
   });
 }
 
 /**
- * The whole request's deadline: a signal that aborts when the client leaves or the time is up, so every
- * attempt, backoff and fallback shares one clock.
+ * The whole request's deadline: an abort source that fires when the client leaves or the time is up, so
+ * that every attempt, backoff and fallback shares one clock. Only a timer and callbacks: each attempt has
+ * the one AbortController that axios needs.
  */
-export class Deadline {
-  private readonly controller = new AbortController();
+export class Deadline extends AbortCallbacks {
   private readonly timer: NodeJS.Timeout;
   private readonly endsAt: number;
   private timedOut = false;
 
   constructor(
-    private readonly clientSignal: AbortSignal,
+    private readonly client: AbortSignal | AbortSource,
     readonly timeoutMs: number,
   ) {
+    super();
     this.endsAt = performance.now() + timeoutMs;
-    const onClientAbort = () => this.controller.abort();
-    if (clientSignal.aborted) onClientAbort();
-    // Kept for the stream's lifetime: a client leaving mid-stream must still end the upstream call.
-    else clientSignal.addEventListener('abort', onClientAbort, { once: true });
     this.timer = setTimeout(() => {
       this.timedOut = true;
-      this.controller.abort();
+      this.fire();
     }, timeoutMs);
     this.timer.unref?.();
-  }
-
-  get signal(): AbortSignal {
-    return this.controller.signal;
+    // Kept for the stream's lifetime: a client leaving mid-stream must still end the upstream call.
+    listenForAbort(client, () => {
+      clearTimeout(this.timer);
+      this.fire();
+    });
   }
 
   get expired(): boolean {
-    return this.timedOut && !this.clientSignal.aborted;
+    return this.timedOut && !this.client.aborted;
   }
 
   remainingMs(): number {

@@ -7,6 +7,8 @@ import http from 'node:http';
 import https from 'node:https';
 import axios, { type AxiosInstance, type AxiosResponse } from 'axios';
 import type { ChatRequest, ResolvedProvider } from '../types/index.js';
+import type { AbortSource } from './context.js';
+import { listenForAbort } from './context.js';
 import { GatewayError, kindOfStatus } from './errors.js';
 import type { AdapterResult, ProviderAdapter, StreamPart, Target } from './providers/adapter.js';
 import { redactSecrets } from './redact.js';
@@ -39,6 +41,65 @@ const CONNECTION_CODES = new Set([
 
 /** Why an attempt was aborted: the client went away, or our own deadline passed. */
 type AbortReason = 'client' | 'timeout';
+
+/**
+ * The one AbortController of an upstream call (axios needs a real signal), ended by the caller's abort
+ * source or by the provider's timeout. The caller is heard through a plain callback, not an EventTarget
+ * listener. The timeout runs from the start of the call and, for a stream, from its latest chunk.
+ */
+class UpstreamAttempt {
+  readonly controller = new AbortController();
+  reason: AbortReason | undefined;
+  // When a stream last made progress. A chunk only records the time: clearing and re-arming a timer for
+  // every chunk was a hot spot. The timer checks this when it fires and waits for the rest if needed.
+  private lastActivity = -Infinity;
+  private timer: NodeJS.Timeout;
+  private readonly stopListening: (() => void) | undefined;
+
+  constructor(
+    private readonly timeoutMs: number,
+    source: AbortSignal | AbortSource | undefined,
+  ) {
+    this.timer = this.arm(timeoutMs);
+    this.stopListening = source && listenForAbort(source, () => this.end('client'));
+  }
+
+  private arm(ms: number): NodeJS.Timeout {
+    const timer = setTimeout(() => this.onTimer(), ms);
+    timer.unref?.();
+    return timer;
+  }
+
+  private onTimer(): void {
+    const left = this.timeoutMs - (performance.now() - this.lastActivity);
+    // Under a millisecond left counts as over: timers have millisecond resolution.
+    if (left >= 1) this.timer = this.arm(Math.ceil(left));
+    else this.end('timeout');
+  }
+
+  private end(reason: AbortReason): void {
+    this.reason ??= reason;
+    this.controller.abort();
+  }
+
+  /**
+   * A stream delivered a chunk. A stream gets `timeoutMs` to its first byte, then as long again between any
+   * two chunks, so that a stream that stalls ends instead of hanging its client forever.
+   */
+  touch(): void {
+    this.lastActivity = performance.now();
+  }
+
+  /** Stops the timeout and the listening; the controller stays usable for abort(). */
+  release(): void {
+    clearTimeout(this.timer);
+    this.stopListening?.();
+  }
+
+  abort(): void {
+    this.controller.abort();
+  }
+}
 
 export class UpstreamClient {
   readonly http: AxiosInstance;
@@ -73,43 +134,6 @@ export class UpstreamClient {
   /** Knows every secret of this provider, so that relayed text can be scrubbed of them. */
   private scrub(text: string): string {
     return redactSecrets(text, this.provider.apiKeys);
-  }
-
-  private attemptSignal(clientSignal: AbortSignal | undefined) {
-    const controller = new AbortController();
-    let reason: AbortReason | undefined;
-    const onClientAbort = () => {
-      reason ??= 'client';
-      controller.abort();
-    };
-    if (clientSignal?.aborted) onClientAbort();
-    else clientSignal?.addEventListener('abort', onClientAbort, { once: true });
-    const arm = () => {
-      const t = setTimeout(() => {
-        reason ??= 'timeout';
-        controller.abort();
-      }, this.provider.timeoutMs);
-      t.unref?.();
-      return t;
-    };
-    let timer = arm();
-    return {
-      signal: controller.signal,
-      reason: () => reason,
-      /**
-       * Restarts the deadline: a stream gets `timeoutMs` to its first byte, then as long again between any
-       * two chunks, so that a stream that stalls ends instead of hanging its client forever.
-       */
-      rearm: () => {
-        clearTimeout(timer);
-        if (!controller.signal.aborted) timer = arm();
-      },
-      release: () => {
-        clearTimeout(timer);
-        clientSignal?.removeEventListener('abort', onClientAbort);
-      },
-      abort: () => controller.abort(),
-    };
   }
 
   private transportError(err: unknown, reason: AbortReason | undefined): GatewayError {
@@ -161,19 +185,19 @@ export class UpstreamClient {
     adapter: ProviderAdapter,
     request: ChatRequest,
     target: Target,
-    clientSignal?: AbortSignal,
+    abortSource?: AbortSignal | AbortSource,
   ): Promise<AdapterResult> {
     const built = adapter.buildRequest(request, target);
-    const attempt = this.attemptSignal(clientSignal);
+    const attempt = new UpstreamAttempt(this.provider.timeoutMs, abortSource);
     let response: AxiosResponse<string>;
     try {
       response = await this.http.post<string>(built.url, JSON.stringify(built.body), {
         headers: built.headers,
         responseType: 'text',
-        signal: attempt.signal,
+        signal: attempt.controller.signal,
       });
     } catch (err) {
-      throw this.transportError(err, attempt.reason());
+      throw this.transportError(err, attempt.reason);
     } finally {
       attempt.release();
     }
@@ -215,20 +239,20 @@ export class UpstreamClient {
     adapter: ProviderAdapter,
     request: ChatRequest,
     target: Target,
-    clientSignal?: AbortSignal,
+    abortSource?: AbortSignal | AbortSource,
   ): Promise<AsyncGenerator<StreamPart>> {
     const built = adapter.buildRequest(request, target);
-    const attempt = this.attemptSignal(clientSignal);
+    const attempt = new UpstreamAttempt(this.provider.timeoutMs, abortSource);
     let response: AxiosResponse<NodeJS.ReadableStream>;
     try {
       response = await this.http.post(built.url, JSON.stringify(built.body), {
         headers: built.headers,
         responseType: 'stream',
-        signal: attempt.signal,
+        signal: attempt.controller.signal,
       });
     } catch (err) {
       attempt.release();
-      throw this.transportError(err, attempt.reason());
+      throw this.transportError(err, attempt.reason);
     }
     if (response.status >= 400) {
       let text = '';
@@ -250,7 +274,7 @@ export class UpstreamClient {
       let bodyEnded = false;
       try {
         for await (const bytes of response.data) {
-          attempt.rearm();
+          attempt.touch();
           for (const ev of framing.push(bytes as Uint8Array)) yield* adapter.parseStreamEvent(ev, state);
         }
         bodyEnded = true;
@@ -258,7 +282,7 @@ export class UpstreamClient {
         if (adapter.endStream) yield* adapter.endStream(state);
       } catch (err) {
         if (err instanceof GatewayError) throw err;
-        throw transportError(err, attempt.reason());
+        throw transportError(err, attempt.reason);
       } finally {
         attempt.release();
         // Ends the upstream request when the consumer stops early (client gone, error downstream). A body

@@ -116,6 +116,38 @@ describe('Gateway.chat and Gateway.chatStream (OpenAI fake)', () => {
       await slow.close();
     }
   });
+
+  it('a caller signal that aborts mid-call ends the upstream request; one aborted before never reaches it', async () => {
+    const hanging = await startFakeOpenAI();
+    hanging.fault({ hang: true });
+    const gw = new Gateway({
+      providers: { openai: { api_key: 'test-key', base_url: hanging.baseUrl, models: ['gpt-4o-mini'] } },
+      cache: { backend: 'disabled' },
+      analytics: { enabled: false },
+      logger: silentLogger,
+    });
+    const chat = { model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content: 'hi' }] };
+    try {
+      const caller = new AbortController();
+      const call = gw.chat(chat, { signal: caller.signal });
+      call.catch(() => {});
+      while (hanging.requests.length === 0) await new Promise((r) => setTimeout(r, 10));
+      caller.abort();
+      await assert.rejects(call, (err: GatewayError) => err.status === 499);
+      const rec = hanging.requests[0]!;
+      for (let i = 0; i < 50 && !rec.clientClosed; i++) await new Promise((r) => setTimeout(r, 20));
+      assert.equal(rec.clientClosed, true);
+
+      await assert.rejects(
+        gw.chat(chat, { signal: AbortSignal.abort() }),
+        (err: GatewayError) => err.status === 499,
+      );
+      assert.equal(hanging.requests.length, 1);
+    } finally {
+      await gw.close();
+      await hanging.close();
+    }
+  });
 });
 
 describe('pricing', () => {

@@ -8,7 +8,10 @@ import { mkdtempSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
+import type { GatewayError } from '../lib/errors.js';
 import { Gateway } from '../lib/gateway.js';
+import type { KeyStrategy } from '../lib/key-pool.js';
+import { KeyHealthRegistry, KeyPool } from '../lib/key-pool.js';
 import { silentLogger } from '../lib/logger.js';
 import { fingerprint } from '../lib/redact.js';
 import type { FakeProvider } from '../lib/testing/fake-server.js';
@@ -93,6 +96,66 @@ describe('API key rotation', () => {
     assert.doesNotMatch(logger.text(), /sk-revoked-000000/);
     assert.match(logger.text(), new RegExp(fingerprint('sk-revoked-000000')));
     await gateway.close();
+  });
+});
+
+describe('KeyPool.pick', () => {
+  const [a, b, c] = ['sk-pool-aaaaaa1', 'sk-pool-bbbbbb2', 'sk-pool-cccccc3'] as const;
+  function pool(strategy?: KeyStrategy) {
+    const clock = { now: 1_000 };
+    const registry = new KeyHealthRegistry(() => clock.now);
+    const keys = new KeyPool('openai', [a, b, c], registry, silentLogger, strategy);
+    const picks = (n: number) => Array.from({ length: n }, () => keys.pick());
+    const rest = (key: string, ms: number) => keys.report(key, { kind: 'rate_limit', retryAfterMs: ms });
+    return { clock, registry, keys, picks, rest };
+  }
+
+  it('round robin skips resting and revoked keys, and takes a rested key back', () => {
+    const { clock, keys, picks, rest } = pool();
+    assert.deepEqual(picks(4), [a, b, c, a]);
+    rest(b, 500);
+    assert.deepEqual(picks(3), [c, a, c]);
+    clock.now += 500;
+    assert.deepEqual(picks(3), [a, b, c]);
+    keys.report(a, { upstreamStatus: 401 });
+    assert.deepEqual(picks(3), [b, c, b]);
+  });
+
+  it('when every usable key rests, picks the one whose rest ends first (the earlier key on a tie)', () => {
+    const { picks, rest } = pool();
+    rest(a, 300);
+    rest(b, 100);
+    rest(c, 200);
+    assert.deepEqual(picks(2), [b, b]);
+    const tie = pool();
+    tie.rest(c, 100);
+    tie.rest(b, 100);
+    tie.rest(a, 300);
+    assert.deepEqual(tie.picks(1), [b]);
+  });
+
+  it('least_recently_rate_limited picks the key limited longest ago (the earlier key on a tie)', () => {
+    const { clock, picks, rest } = pool('least_recently_rate_limited');
+    assert.deepEqual(picks(2), [a, a]);
+    rest(a, 10);
+    clock.now += 1_000;
+    rest(b, 10);
+    clock.now += 1_000;
+    assert.deepEqual(picks(1), [c]);
+    rest(c, 10);
+    clock.now += 1_000;
+    assert.deepEqual(picks(1), [a]);
+    rest(a, 5_000);
+    assert.deepEqual(picks(1), [b], 'a resting key is not ready');
+  });
+
+  it('refuses with an authentication error when every key was revoked', () => {
+    const { registry, keys } = pool();
+    for (const k of [a, b, c]) registry.stateOf('openai', k).revoked = true;
+    assert.throws(
+      () => keys.pick(),
+      (err: GatewayError) => err.kind === 'authentication',
+    );
   });
 });
 

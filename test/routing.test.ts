@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
-import { ConfigError } from '../lib/errors.js';
+import { ConfigError, type GatewayError } from '../lib/errors.js';
 import { Gateway } from '../lib/gateway.js';
 import { silentLogger } from '../lib/logger.js';
 import { RoutingPolicy } from '../lib/routing-policy.js';
@@ -241,30 +241,64 @@ describe('Fallback routing and resilience', function () {
     });
   }
 
-  it('a client that leaves mid-routing aborts the upstream and starts no fallback', async () => {
-    a.fault({ hang: true });
-    const { app } = hostApp(config({ primary: { timeout_seconds: 0.3 } }));
+  /** Sends a chat request over a real socket; the returned request can be destroyed to leave. */
+  async function openClient(path: string) {
+    const { app } = hostApp(config({ primary: { timeout_seconds: 0.3, max_retries: 1 } }));
     const server = app.listen(0, '127.0.0.1');
     await new Promise((r) => server.once('listening', r));
+    const port = (server.address() as AddressInfo).port;
+    const req = http.request({
+      port,
+      host: '127.0.0.1',
+      path,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+    });
+    req.on('error', () => {});
+    req.end(JSON.stringify({ model: 'gpt-4o', messages }));
+    return { req, close: () => new Promise((r) => server.close(r)) };
+  }
+
+  for (const path of ['/ai/chat/stream', '/ai/chat']) {
+    it(`a client that leaves mid-routing aborts the upstream and starts no fallback (${path})`, async () => {
+      a.fault({ hang: true });
+      const client = await openClient(path);
+      try {
+        while (a.requests.length === 0) await new Promise((r) => setTimeout(r, 10));
+        client.req.destroy();
+        // Past the primary's timeout: a fallback, had one started, would have reached the backup by now.
+        await new Promise((r) => setTimeout(r, 500));
+        assert.equal(a.requests[0]!.clientClosed, true);
+        assert.equal(a.requests.length, 1, 'no retry');
+        assert.equal(b.requests.length, 0);
+      } finally {
+        await client.close();
+      }
+    });
+  }
+
+  it('a caller that aborts during a backoff wait ends the wait at once: no retry, no fallback', async () => {
+    a.fault({ status: 429, retryAfterMs: 800, times: 1 });
+    const gateway = new Gateway(config({ primary: { max_retries: 1 } }));
     try {
-      const port = (server.address() as AddressInfo).port;
-      const req = http.request({
-        port,
-        host: '127.0.0.1',
-        path: '/ai/chat/stream',
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-      });
-      req.on('error', () => {});
-      req.end(JSON.stringify({ model: 'gpt-4o', messages }));
+      const caller = new AbortController();
+      const call = gateway.chat(
+        { model: 'gpt-4o', messages: [{ role: 'user', content: 'hello there' }] },
+        { signal: caller.signal },
+      );
+      call.catch(() => {});
       while (a.requests.length === 0) await new Promise((r) => setTimeout(r, 10));
-      req.destroy();
-      // Past the primary's timeout: a fallback, had one started, would have reached the backup by now.
-      await new Promise((r) => setTimeout(r, 500));
-      assert.equal(a.requests[0]!.clientClosed, true);
+      // The 429 is answered at once: by now the route stage waits out the Retry-After.
+      await new Promise((r) => setTimeout(r, 150));
+      const abortedAt = Date.now();
+      caller.abort();
+      await assert.rejects(call, (err: GatewayError) => err.kind === 'rate_limit');
+      const took = Date.now() - abortedAt;
+      assert.ok(took < 300, `the call ended ${took} ms after the abort`);
+      assert.equal(a.requests.length, 1);
       assert.equal(b.requests.length, 0);
     } finally {
-      await new Promise((r) => server.close(r));
+      await gateway.close();
     }
   });
 

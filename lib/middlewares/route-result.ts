@@ -59,32 +59,38 @@ export async function* unifiedStream(
   let failure: GatewayError | undefined;
   let content = '';
 
-  function* handle(part: StreamPart): Generator<StreamEvent> {
+  // A plain function, not a generator: a part yields at most one event, and a generator per streamed part
+  // is an allocation and a delegation for nothing.
+  function handle(part: StreamPart): StreamEvent | undefined {
     switch (part.type) {
       case 'delta':
         ttftMs ??= elapsedMs(ctx);
         content += part.text;
-        yield { type: 'chunk', chunk: { delta: part.text, provider, model } };
-        break;
+        return { type: 'chunk', chunk: { delta: part.text, provider, model } };
       case 'tool_calls':
         // Adapters may emit calls in several parts; every one of them belongs in `done`.
         toolCalls = [...(toolCalls ?? []), ...part.tool_calls];
-        yield { type: 'chunk', chunk: { delta: '', provider, model, tool_calls: part.tool_calls } };
-        break;
+        return { type: 'chunk', chunk: { delta: '', provider, model, tool_calls: part.tool_calls } };
       case 'finish':
         finish = part.finish_reason;
-        break;
+        return undefined;
       case 'usage':
         mergeUsage(usage, part.usage);
-        break;
+        return undefined;
       case 'error':
         throw new GatewayError(part.kind, `${provider}: ${part.message}`, { provider });
     }
   }
 
   try {
-    if (first) yield* handle(first);
-    for await (const part of rest) yield* handle(part);
+    if (first) {
+      const event = handle(first);
+      if (event) yield event;
+    }
+    for await (const part of rest) {
+      const event = handle(part);
+      if (event) yield event;
+    }
     if (!finish) {
       throw new GatewayError('server_error', `${provider} ended the stream before it completed.`, {
         provider,

@@ -5,11 +5,10 @@
  * back only until its first part arrived; after that a failure ends the stream with an error event.
  */
 import { performance } from 'node:perf_hooks';
-import type { Attempt } from '../../types/index.js';
 import type { BreakerTransition } from '../breaker.js';
 import { BreakerRegistry } from '../breaker.js';
 import type { GatewayContext } from '../context.js';
-import { applyResponseHooks } from '../context.js';
+import { abortSourceOf, applyResponseHooks } from '../context.js';
 import { affordableTargets } from '../cost-ceiling.js';
 import { GatewayError, clientStatusOf, toGatewayError } from '../errors.js';
 import type { AdapterResult, StreamPart, Target } from '../providers/adapter.js';
@@ -39,16 +38,16 @@ async function attemptOnce(
   ctx: GatewayContext,
   t: PlannedTarget,
   apiKey: string | undefined,
-  signal: AbortSignal,
+  deadline: Deadline,
 ): Promise<Success> {
   const target: Target = { provider: t.provider.config, model: t.model, apiKey, stream: ctx.stream };
   if (!ctx.stream) {
     return {
       type: 'json',
-      result: await t.provider.client.send(t.provider.adapter, ctx.request, target, signal),
+      result: await t.provider.client.send(t.provider.adapter, ctx.request, target, deadline),
     };
   }
-  const parts = await t.provider.client.openStream(t.provider.adapter, ctx.request, target, signal);
+  const parts = await t.provider.client.openStream(t.provider.adapter, ctx.request, target, deadline);
   // Waiting for the first part keeps fallback possible: nothing has reached the client yet.
   const first = await parts.next();
   if (first.done)
@@ -76,15 +75,17 @@ function logTransition(run: RouteRun, provider: string, transition: BreakerTrans
 }
 
 function record(ctx: GatewayContext, t: PlannedTarget, started: number, error?: GatewayError): void {
-  const outcome: Partial<Attempt> = error
-    ? { error_kind: error.kind, ...(error.upstreamStatus ? { status: error.upstreamStatus } : {}) }
-    : { status: 200 };
-  ctx.attempts.push({
-    provider: t.provider.config.name,
-    model: t.model,
-    ...outcome,
-    latency_ms: Math.round(performance.now() - started),
-  });
+  const provider = t.provider.config.name;
+  const model = t.model;
+  const latency_ms = Math.round(performance.now() - started);
+  // Built whole, in the order clients see the fields: no intermediate object to spread.
+  ctx.attempts.push(
+    !error
+      ? { provider, model, status: 200, latency_ms }
+      : error.upstreamStatus
+        ? { provider, model, error_kind: error.kind, status: error.upstreamStatus, latency_ms }
+        : { provider, model, error_kind: error.kind, latency_ms },
+  );
 }
 
 /**
@@ -104,14 +105,14 @@ async function tryTarget(run: RouteRun, t: PlannedTarget): Promise<Success | Gat
     try {
       apiKey = rotatedKey ?? ctx.runtime.nextKey(t.provider);
       rotatedKey = undefined;
-      const success = await attemptOnce(ctx, t, apiKey, deadline.signal);
+      const success = await attemptOnce(ctx, t, apiKey, deadline);
       record(ctx, t, started);
       logTransition(run, name, breaker.onSuccess());
       return success;
     } catch (err) {
       const error = toGatewayError(err);
       error.provider ??= name;
-      if (deadline.expired || ctx.signal.aborted) {
+      if (deadline.aborted) {
         // Not the provider's verdict: our own clock or the client ended the call.
         breaker.release();
         record(ctx, t, started, deadline.expired ? deadline.error(undefined) : error);
@@ -148,7 +149,7 @@ async function tryTarget(run: RouteRun, t: PlannedTarget): Promise<Success | Gat
         );
         return error;
       }
-      if (!(await sleep(wait, deadline.signal))) {
+      if (!(await sleep(wait, deadline))) {
         throw deadline.expired ? deadline.error(ctx.attempts) : error;
       }
       // The circuit may have opened meanwhile (this request's failures, or others'): move on then.
@@ -288,7 +289,7 @@ export async function runRoute(
   if (ctx.response || ctx.streamEvents) return;
   const plan = planRoute(ctx.runtime, ctx.request.model);
   const settings = routingSettings(ctx.runtime.config);
-  const deadline = new Deadline(ctx.signal, settings.requestTimeoutMs);
+  const deadline = new Deadline(abortSourceOf(ctx), settings.requestTimeoutMs);
   try {
     await route({ ctx, plan, settings, deadline, breakers });
   } finally {

@@ -4,6 +4,7 @@
  * stream events, so a client cannot tell a cached stream from a live one except by `cached: true`.
  */
 import type { ChatResponse, FinishReason, StreamDone, ToolCall, Usage } from '../types/index.js';
+import { jsonString } from './cache-key.js';
 import type { GatewayContext, StreamEvent } from './context.js';
 import { elapsedMs, finishContext } from './context.js';
 import { GatewayError } from './errors.js';
@@ -54,6 +55,31 @@ export function answerFromStream(done: StreamDone, content: string): CachedAnswe
   const calls = copyToolCalls(done.tool_calls);
   if (calls) answer.tool_calls = calls;
   return answer;
+}
+
+/**
+ * JSON.stringify(answer) for an answer made by answerFromResponse() or answerFromStream(), written directly:
+ * the content is most of it and seldom needs escaping, which jsonString() finds out without copying.
+ */
+export function serializeAnswer(a: CachedAnswer): string {
+  const { content, finish_reason, usage, provider, model, cost, tool_calls } = a;
+  if (
+    typeof content !== 'string' ||
+    typeof finish_reason !== 'string' ||
+    typeof provider !== 'string' ||
+    typeof model !== 'string' ||
+    typeof cost !== 'number' ||
+    typeof usage !== 'object' ||
+    usage === null
+  ) {
+    return JSON.stringify(a);
+  }
+  const calls = tool_calls === undefined ? '' : `,"tool_calls":${JSON.stringify(tool_calls)}`;
+  return (
+    `{"content":${jsonString(content)},"finish_reason":${jsonString(finish_reason)},` +
+    `"usage":${JSON.stringify(usage)},"provider":${jsonString(provider)},"model":${jsonString(model)},` +
+    `"cost":${JSON.stringify(cost)}${calls}}`
+  );
 }
 
 /** Anything else in a store (another version, another writer, corruption) reads as a miss. */

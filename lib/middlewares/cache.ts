@@ -11,6 +11,7 @@ import {
   parseCachedAnswer,
   replayAnswer,
   responseFromAnswer,
+  serializeAnswer,
 } from '../cache-answer.js';
 import type { CacheBackendOptions } from '../cache-backend.js';
 import { CacheBackend } from '../cache-backend.js';
@@ -160,16 +161,40 @@ export function cacheStage(gateway: Gateway, options: CacheStageOptions = {}): S
     return {};
   }
 
-  async function lookup(ctx: GatewayContext, store: CacheStore, key: string): Promise<Found> {
+  /**
+   * What the store holds for this key, or the lead on a miss. Without a promise when nothing needs waiting
+   * for (the in-process store, no identical request in flight): then the whole stage runs synchronously.
+   */
+  function lookup(ctx: GatewayContext, store: CacheStore, key: string): Found | Promise<Found> {
     // While a leader is in flight its answer is not stored yet: no need to ask the store.
-    if (!ctx.stream && backend.pending.has(key)) {
-      const waited = await follow(ctx, key, false);
-      if (waited.answer) return waited;
-    }
-    const text = await backend.get(store, key);
-    const stored = text === undefined ? undefined : parseCachedAnswer(text);
+    if (!ctx.stream && backend.pending.has(key)) return lookupAfterLeader(ctx, store, key);
+    const got = backend.get(store, key, parseCachedAnswer);
+    return got instanceof Promise
+      ? got.then((stored) => storedOrLead(ctx, key, stored))
+      : storedOrLead(ctx, key, got);
+  }
+
+  async function lookupAfterLeader(ctx: GatewayContext, store: CacheStore, key: string): Promise<Found> {
+    const waited = await follow(ctx, key, false);
+    if (waited.answer) return waited;
+    const got = backend.get(store, key, parseCachedAnswer);
+    return storedOrLead(ctx, key, got instanceof Promise ? await got : got);
+  }
+
+  function storedOrLead(
+    ctx: GatewayContext,
+    key: string,
+    stored: CachedAnswer | undefined,
+  ): Found | Promise<Found> {
     if (stored) return { answer: stored };
-    return ctx.stream ? {} : follow(ctx, key, true);
+    if (ctx.stream) return {};
+    // What follow() does when nothing is in flight, without its promise: the usual miss.
+    return backend.pending.has(key) ? follow(ctx, key, true) : { leader: lead(key) };
+  }
+
+  /** Frees the key for the next identical request, unless a later leader holds it by now. */
+  function endLead(key: string, leader: Leader | undefined): void {
+    if (leader && backend.pending.get(key) === leader.promise) backend.pending.delete(key);
   }
 
   function storeOnSuccess(ctx: GatewayContext, store: CacheStore, key: string, ttl: number, leader?: Leader) {
@@ -184,32 +209,41 @@ export function cacheStage(gateway: Gateway, options: CacheStageOptions = {}): S
     ctx.outcomeHooks.push((outcome) => {
       const answer = answerOf(ctx, outcome, captured);
       leader?.resolve(answer);
-      const release = () => {
-        if (leader && backend.pending.get(key) === leader.promise) backend.pending.delete(key);
-      };
-      if (!answer) {
-        release();
-        return;
-      }
       // Leadership ends only once the entry is written: a lookup that missed just before must still find
       // the leader rather than go upstream a second time.
-      void backend.set(store, key, JSON.stringify(answer), ttl).finally(release);
+      const writing = answer && backend.set(store, key, serializeAnswer(answer), ttl);
+      if (writing) void writing.then(() => endLead(key, leader));
+      else endLead(key, leader);
     });
   }
 
-  async function serveHit(ctx: GatewayContext, answer: CachedAnswer): Promise<void> {
+  function serveHit(ctx: GatewayContext, answer: CachedAnswer): void | Promise<void> {
     ctx.cacheStatus = 'HIT';
     ctx.locals.costSaved = answer.cost;
     ctx.responseHeaders['X-Gateway-Provider'] = answer.provider;
     ctx.responseHeaders['X-Gateway-Model'] = answer.model;
     if (ctx.stream) ctx.streamEvents = replayAnswer(ctx, answer);
     else ctx.response = responseFromAnswer(ctx, answer);
-    await applyResponseHooks(ctx);
+    // Without response middlewares there are none, and nothing to wait for.
+    if (ctx.responseHooks.length) return applyResponseHooks(ctx);
+  }
+
+  /** Serves what the lookup found, or arranges for the answer routing produces to be stored. */
+  function afterLookup(
+    ctx: GatewayContext,
+    store: CacheStore,
+    key: string,
+    ttl: number,
+    found: Found,
+  ): void | Promise<void> {
+    if (found.answer) return serveHit(ctx, found.answer);
+    ctx.cacheStatus = 'MISS';
+    storeOnSuccess(ctx, store, key, ttl, found.leader);
   }
 
   return {
     name: 'cache',
-    async run(ctx) {
+    run(ctx) {
       if (ctx.response || ctx.streamEvents) return;
       const config = ctx.runtime.config.cache;
       const store = backend.storeFor(config);
@@ -226,13 +260,9 @@ export function cacheStage(gateway: Gateway, options: CacheStageOptions = {}): S
         storeOnSuccess(ctx, store, key, ttl);
         return;
       }
-      const found = await lookup(ctx, store, key);
-      if (found.answer) {
-        await serveHit(ctx, found.answer);
-        return;
-      }
-      ctx.cacheStatus = 'MISS';
-      storeOnSuccess(ctx, store, key, ttl, found.leader);
+      const found = lookup(ctx, store, key);
+      if (found instanceof Promise) return found.then((f) => afterLookup(ctx, store, key, ttl, f));
+      return afterLookup(ctx, store, key, ttl, found);
     },
   };
 }

@@ -93,13 +93,13 @@ export class RedisCacheStore implements CacheStore {
   }
 
   async get(key: string): Promise<string | undefined> {
-    await this.connected();
+    if (this.client.status !== 'ready') await this.connected();
     const v = await this.client.get(this.keyPrefix + key);
     return v ?? undefined;
   }
 
   async set(key: string, value: string, ttlSeconds: number): Promise<void> {
-    await this.connected();
+    if (this.client.status !== 'ready') await this.connected();
     if (ttlSeconds > 0) {
       await this.client.set(this.keyPrefix + key, value, 'PX', Math.max(1, Math.round(ttlSeconds * 1000)));
     } else {
@@ -108,12 +108,12 @@ export class RedisCacheStore implements CacheStore {
   }
 
   async delete(key: string): Promise<void> {
-    await this.connected();
+    if (this.client.status !== 'ready') await this.connected();
     await this.client.del(this.keyPrefix + key);
   }
 
   async clear(): Promise<void> {
-    await this.connected();
+    if (this.client.status !== 'ready') await this.connected();
     const pattern = `${this.keyPrefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
     let cursor = '0';
     do {
@@ -134,7 +134,8 @@ export class RedisCacheStore implements CacheStore {
 
   /**
    * Without an offline queue a command sent while a connection is being made would fail; those wait for it,
-   * bounded by the command timeout. Between reconnect attempts (Redis away) commands fail at once.
+   * bounded by the command timeout. Between reconnect attempts (Redis away) commands fail at once. Callers
+   * check for `ready` first: awaiting this when connected would cost every command a promise and a turn.
    */
   private async connected(): Promise<void> {
     const status = this.client.status;

@@ -98,57 +98,176 @@ function middlewareFailure(
   });
 }
 
-async function call<T>(
-  mw: Middleware,
-  hook: string,
-  ctx: GatewayContext,
-  fn: () => MaybePromise<T>,
-): Promise<{ ok: true; value: T } | { ok: false }> {
-  try {
-    const r = fn();
-    return { ok: true, value: r instanceof Promise ? await r : r };
-  } catch (err) {
-    const failure = middlewareFailure(mw, hook, err, ctx);
-    if (failure) throw failure;
-    return { ok: false };
+/**
+ * What a failed hook means: the error to fail the request with (thrown), or, with `on_error: skip`,
+ * undefined, which every hook's caller reads as "no change".
+ */
+function skipOrThrow(mw: Middleware, hook: string, err: unknown, ctx: GatewayContext): undefined {
+  const failure = middlewareFailure(mw, hook, err, ctx);
+  if (failure) throw failure;
+  return undefined;
+}
+
+/*
+ * The runners below call each hook directly and continue synchronously when it answered synchronously:
+ * most middlewares are synchronous, and a promise (and a microtask hop) per hook, per request and per
+ * streamed chunk is measurable on the hot path. Only a hook that returns a promise makes its runner
+ * asynchronous from there on. Only `Promise` instances are awaited, never other thenables.
+ */
+
+function adoptRequest(mw: Middleware, value: ChatRequest | void, ctx: GatewayContext): void {
+  if (value) ctx.request = value;
+  if (!ctx.request || !Array.isArray(ctx.request.messages)) {
+    throw new GatewayError('server_error', `Middleware "${mw.name}" left no valid request behind.`, {
+      status: 500,
+    });
   }
 }
 
-function toChunks(result: ChunkResult, original: StreamChunk): StreamChunk[] {
-  if (result === undefined) return [original];
-  if (result === null) return [];
-  return Array.isArray(result) ? result : [result];
+function runPreRequests(
+  list: readonly Middleware[],
+  from: number,
+  ctx: GatewayContext,
+): void | Promise<void> {
+  for (let i = from; i < list.length; i++) {
+    const mw = list[i]!;
+    if (!mw.preRequest) continue;
+    let result: MaybePromise<ChatRequest | void>;
+    try {
+      result = mw.preRequest(ctx.request, ctx);
+    } catch (err) {
+      result = skipOrThrow(mw, 'preRequest', err, ctx);
+    }
+    if (result instanceof Promise) {
+      return result
+        .catch((err: unknown) => skipOrThrow(mw, 'preRequest', err, ctx))
+        .then((value) => {
+          adoptRequest(mw, value, ctx);
+          return runPreRequests(list, i + 1, ctx);
+        });
+    }
+    adoptRequest(mw, result, ctx);
+  }
+}
+
+function adoptResponse(mw: Middleware, value: ChatResponse | void, ctx: GatewayContext): void {
+  if (value) ctx.response = value;
+  const problem = checkResponseShape(ctx.response);
+  if (problem) {
+    const message = `Middleware "${mw.name}" produced a malformed response: ${problem}.`;
+    throw new GatewayError('server_error', message, { status: 500 });
+  }
+}
+
+function runPostResponses(
+  list: readonly Middleware[],
+  from: number,
+  ctx: GatewayContext,
+): void | Promise<void> {
+  for (let i = from; i < list.length; i++) {
+    const mw = list[i]!;
+    if (!mw.postResponse) continue;
+    let result: MaybePromise<ChatResponse | void>;
+    try {
+      // Checked by the caller and after every hook.
+      result = mw.postResponse(ctx.response!, ctx);
+    } catch (err) {
+      result = skipOrThrow(mw, 'postResponse', err, ctx);
+    }
+    if (result instanceof Promise) {
+      return result
+        .catch((err: unknown) => skipOrThrow(mw, 'postResponse', err, ctx))
+        .then((value) => {
+          adoptResponse(mw, value, ctx);
+          return runPostResponses(list, i + 1, ctx);
+        });
+    }
+    adoptResponse(mw, result, ctx);
+  }
+}
+
+function chunkHook(mw: Middleware, chunk: StreamChunk, ctx: GatewayContext): MaybePromise<ChunkResult> {
+  let result: MaybePromise<ChunkResult>;
+  try {
+    result = mw.onStreamChunk!(chunk, ctx);
+  } catch (err) {
+    return skipOrThrow(mw, 'onStreamChunk', err, ctx);
+  }
+  if (result instanceof Promise) {
+    return result.catch((err: unknown) => skipOrThrow(mw, 'onStreamChunk', err, ctx));
+  }
+  return result;
+}
+
+function checkedChunk(mw: Middleware, chunk: StreamChunk): StreamChunk {
+  const problem = checkChunkShape(chunk);
+  if (problem) {
+    const message = `Middleware "${mw.name}" produced a malformed chunk: ${problem}.`;
+    throw new GatewayError('server_error', message, { status: 500 });
+  }
+  return chunk;
+}
+
+/** Appends what a chunk hook hands on to `next`: the chunk itself, nothing, a replacement or several. */
+function handOn(mw: Middleware, result: ChunkResult, original: StreamChunk, next: StreamChunk[]): void {
+  if (result === null) return;
+  if (result === undefined) next.push(checkedChunk(mw, original));
+  else if (Array.isArray(result)) for (const c of result) next.push(checkedChunk(mw, c));
+  else next.push(checkedChunk(mw, result));
 }
 
 /** Passes chunks through the stream hooks of `list[from..]`, checking what each hook hands on. */
-async function throughChunkHooks(
+function throughChunkHooks(
   list: readonly Middleware[],
   from: number,
   chunks: StreamChunk[],
   ctx: GatewayContext,
-): Promise<StreamChunk[]> {
+): StreamChunk[] | Promise<StreamChunk[]> {
   let current = chunks;
   for (let i = from; i < list.length && current.length; i++) {
     const mw = list[i]!;
     if (!mw.onStreamChunk) continue;
     const next: StreamChunk[] = [];
-    for (const chunk of current) {
-      const r = await call(mw, 'onStreamChunk', ctx, () => mw.onStreamChunk!(chunk, ctx));
-      const out = r.ok ? toChunks(r.value, chunk) : [chunk];
-      for (const c of out) {
-        const problem = checkChunkShape(c);
-        if (problem)
-          throw new GatewayError(
-            'server_error',
-            `Middleware "${mw.name}" produced a malformed chunk: ${problem}.`,
-            { status: 500 },
-          );
-      }
-      next.push(...out);
+    for (let k = 0; k < current.length; k++) {
+      const result = chunkHook(mw, current[k]!, ctx);
+      if (result instanceof Promise) return resumeChunkHooks(list, i, current, k, result, next, ctx);
+      handOn(mw, result, current[k]!, next);
     }
     current = next;
   }
   return current;
+}
+
+/** throughChunkHooks() from the hook of `list[at]` on `current[k]` that answered with a promise. */
+async function resumeChunkHooks(
+  list: readonly Middleware[],
+  at: number,
+  current: StreamChunk[],
+  k: number,
+  pending: Promise<ChunkResult>,
+  next: StreamChunk[],
+  ctx: GatewayContext,
+): Promise<StreamChunk[]> {
+  const mw = list[at]!;
+  handOn(mw, await pending, current[k]!, next);
+  for (let j = k + 1; j < current.length; j++) {
+    const result = chunkHook(mw, current[j]!, ctx);
+    handOn(mw, result instanceof Promise ? await result : result, current[j]!, next);
+  }
+  return throughChunkHooks(list, at + 1, next, ctx);
+}
+
+function streamEndHook(mw: Middleware, ctx: GatewayContext): MaybePromise<StreamChunk[] | void> {
+  let result: MaybePromise<StreamChunk[] | void>;
+  try {
+    result = mw.onStreamEnd!(ctx);
+  } catch (err) {
+    return skipOrThrow(mw, 'onStreamEnd', err, ctx);
+  }
+  if (result instanceof Promise) {
+    return result.catch((err: unknown) => skipOrThrow(mw, 'onStreamEnd', err, ctx));
+  }
+  return result;
 }
 
 async function* wrapStream(
@@ -165,23 +284,24 @@ async function* wrapStream(
           `${event.chunk?.provider ?? 'The provider'} sent a malformed stream chunk: ${problem}.`,
         );
       }
-      for (const chunk of await throughChunkHooks(list, 0, [event.chunk], ctx))
-        yield { type: 'chunk', chunk };
+      const out = throughChunkHooks(list, 0, [event.chunk], ctx);
+      for (const chunk of out instanceof Promise ? await out : out) yield { type: 'chunk', chunk };
       continue;
     }
     // Held-back text must reach the client before `done`, and still pass the hooks after its owner.
     for (let i = 0; i < list.length; i++) {
       const mw = list[i]!;
       if (!mw.onStreamEnd) continue;
-      const r = await call(mw, 'onStreamEnd', ctx, () => mw.onStreamEnd!(ctx));
-      const tail = r.ok && r.value ? r.value : [];
-      for (const chunk of await throughChunkHooks(list, i + 1, tail, ctx)) yield { type: 'chunk', chunk };
+      const ended = streamEndHook(mw, ctx);
+      const tail = (ended instanceof Promise ? await ended : ended) || [];
+      const out = throughChunkHooks(list, i + 1, tail, ctx);
+      for (const chunk of out instanceof Promise ? await out : out) yield { type: 'chunk', chunk };
     }
     yield event;
   }
 }
 
-async function runResponseHooks(list: readonly Middleware[], ctx: GatewayContext): Promise<void> {
+function runResponseHooks(list: readonly Middleware[], ctx: GatewayContext): void | Promise<void> {
   if (ctx.response) {
     const problem = checkResponseShape(ctx.response);
     if (problem) {
@@ -192,36 +312,26 @@ async function runResponseHooks(list: readonly Middleware[], ctx: GatewayContext
         { status: 502, ...(typeof provider === 'string' ? { provider } : {}) },
       );
     }
-    for (const mw of list) {
-      if (!mw.postResponse) continue;
-      const response: ChatResponse = ctx.response;
-      const r = await call(mw, 'postResponse', ctx, (): MaybePromise<ChatResponse | void> =>
-        mw.postResponse!(response, ctx),
-      );
-      if (r.ok && r.value) ctx.response = r.value;
-      const after = checkResponseShape(ctx.response);
-      if (after) {
-        throw new GatewayError(
-          'server_error',
-          `Middleware "${mw.name}" produced a malformed response: ${after}.`,
-          { status: 500 },
-        );
-      }
-    }
+    return runPostResponses(list, 0, ctx);
   } else if (ctx.streamEvents) {
     ctx.streamEvents = wrapStream(ctx.streamEvents, list, ctx);
   }
 }
 
+function hasErrorHook(list: readonly Middleware[]): boolean {
+  for (const mw of list) if (mw.onError) return true;
+  return false;
+}
+
 /**
  * Runs the preRequest hooks now and registers the response and error hooks for later. Response hooks run
  * in reverse order, like an onion: a PII scrubber listed first restores placeholders last, after every
- * other middleware saw the scrubbed answer.
+ * other middleware saw the scrubbed answer. Synchronous (no promise) when every preRequest hook is.
  */
-export async function runMiddlewares(list: readonly Middleware[], ctx: GatewayContext): Promise<void> {
+export function runMiddlewares(list: readonly Middleware[], ctx: GatewayContext): void | Promise<void> {
   const reversed = [...list].reverse();
   // Registered first so that a failing preRequest still reaches every onError.
-  if (list.some((mw) => mw.onError)) {
+  if (hasErrorHook(list)) {
     ctx.outcomeHooks.push((outcome) => {
       if (!outcome.error) return;
       for (const mw of list) {
@@ -245,15 +355,5 @@ export async function runMiddlewares(list: readonly Middleware[], ctx: GatewayCo
     });
   }
   ctx.responseHooks.push((c) => runResponseHooks(reversed, c));
-  for (const mw of list) {
-    if (!mw.preRequest) continue;
-    const request = ctx.request;
-    const r = await call(mw, 'preRequest', ctx, () => mw.preRequest!(request, ctx));
-    if (r.ok && r.value) ctx.request = r.value;
-    if (!ctx.request || !Array.isArray(ctx.request.messages)) {
-      throw new GatewayError('server_error', `Middleware "${mw.name}" left no valid request behind.`, {
-        status: 500,
-      });
-    }
-  }
+  return runPreRequests(list, 0, ctx);
 }

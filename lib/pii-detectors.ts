@@ -26,20 +26,68 @@ export interface PIIMatch {
   value: string;
 }
 
+// What factsOf() notes about each ASCII character, as bit flags. TOKEN: a character keyword-introduced
+// secrets are made of (`[A-Za-z0-9_\-+/=.]`).
+const DIGIT = 1;
+const DOT = 2;
+const AT = 4;
+const DASH = 8;
+const UNDERSCORE = 16;
+const COLON = 32;
+const TOKEN = 64;
+
+const CHAR_FLAGS = new Uint8Array(128);
+for (let c = 48; c <= 57; c++) CHAR_FLAGS[c] = DIGIT | TOKEN;
+for (let c = 65; c <= 90; c++) CHAR_FLAGS[c] = TOKEN;
+for (let c = 97; c <= 122; c++) CHAR_FLAGS[c] = TOKEN;
+for (const ch of '+/=') CHAR_FLAGS[ch.charCodeAt(0)] = TOKEN;
+CHAR_FLAGS['.'.charCodeAt(0)] = DOT | TOKEN;
+CHAR_FLAGS['-'.charCodeAt(0)] = DASH | TOKEN;
+CHAR_FLAGS['_'.charCodeAt(0)] = UNDERSCORE | TOKEN;
+CHAR_FLAGS['@'.charCodeAt(0)] = AT;
+CHAR_FLAGS[':'.charCodeAt(0)] = COLON;
+
+/** What one pass over a text counted: enough to rule most detectors out before their regex runs. */
+interface TextFacts {
+  /** ASCII digits, the only ones `\d` matches. */
+  digits: number;
+  dots: number;
+  /** The flags of every character seen. */
+  seen: number;
+  longestTokenRun: number;
+}
+
+function factsOf(text: string): TextFacts {
+  let digits = 0;
+  let dots = 0;
+  let seen = 0;
+  let run = 0;
+  let longestTokenRun = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    const flags = c < 128 ? CHAR_FLAGS[c]! : 0;
+    seen |= flags;
+    if (flags & DIGIT) digits++;
+    else if (flags & DOT) dots++;
+    if (flags & TOKEN) {
+      if (++run > longestTokenRun) longestTokenRun = run;
+    } else run = 0;
+  }
+  return { digits, dots, seen, longestTokenRun };
+}
+
 interface Detector {
   type: PIIType;
   /** Global; with the `d` flag when group 1 (not the whole match) is the value. */
   regex: RegExp;
   valid?: (value: string, text: string, start: number) => boolean;
   /**
-   * Something every value this detector reports contains, tested once on the whole text: a detector whose
-   * need is absent cannot report anything, and its (costlier) regex pass is skipped. Most prompts have no
-   * `@`, no key prefix and no colon, so most passes go.
+   * Whether the text has what every value this detector reports contains (a digit count its values
+   * cannot do without, an `@`, a key prefix): if not, it cannot report anything and its costlier regex
+   * pass is skipped. Most prompts have few digits, no `@`, no key prefix and no colon, so most passes go.
    */
-  needs?: RegExp;
+  needs: (facts: TextFacts, text: string) => boolean;
 }
-
-const DIGIT = /\d/;
 
 function luhn(digits: string): boolean {
   let sum = 0;
@@ -200,16 +248,28 @@ const DETECTORS: Detector[] = [
   {
     type: 'secret',
     regex: /\b(?:sk|pk|rk)-(?:proj-|ant-(?:api\d\d-)?|live_|test_)?[A-Za-z0-9_-]{16,}/g,
-    needs: /-/,
+    needs: (f) => (f.seen & DASH) !== 0,
   },
-  { type: 'secret', regex: /\bAIza[0-9A-Za-z_-]{35}\b/g, needs: /AIza/ },
+  {
+    type: 'secret',
+    regex: /\bAIza[0-9A-Za-z_-]{35}\b/g,
+    needs: (_, text) => text.includes('AIza'),
+  },
   {
     type: 'secret',
     regex: /\b(?:gh[pousr]_[A-Za-z0-9]{36,}|github_pat_[A-Za-z0-9_]{40,}|xox[abprs]-[A-Za-z0-9-]{10,})/g,
-    needs: /[_-]/,
+    needs: (f) => (f.seen & (DASH | UNDERSCORE)) !== 0,
   },
-  { type: 'secret', regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g, needs: /A[KS]IA/ },
-  { type: 'secret', regex: /\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g, needs: /eyJ/ },
+  {
+    type: 'secret',
+    regex: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g,
+    needs: (_, text) => text.includes('AKIA') || text.includes('ASIA'),
+  },
+  {
+    type: 'secret',
+    regex: /\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g,
+    needs: (_, text) => text.includes('eyJ'),
+  },
   {
     type: 'secret',
     regex: new RegExp(
@@ -217,65 +277,89 @@ const DETECTORS: Detector[] = [
       'gdi',
     ),
     valid: validKeyword,
-    // validKeyword() wants a digit in the value, so in the text.
-    needs: DIGIT,
+    // The value: 20 or more of its characters in a row, a digit among them (validKeyword()).
+    needs: (f) => f.digits >= 1 && f.longestTokenRun >= 20,
   },
   // Unicode letters in the domain: internationalised domains ("müller-gmbh.de") are common in European text.
   {
     type: 'email',
     regex: /\b[A-Za-z0-9._%+-]+(?:'[A-Za-z0-9._%+-]+)*@(?:[\p{L}\p{N}-]+\.)+\p{L}{2,}(?![\p{L}\p{N}])/gu,
-    needs: /@/,
+    needs: (f) => (f.seen & AT) !== 0,
   },
   {
     type: 'iban',
     regex: /\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b/g,
     valid: validIban,
-    needs: DIGIT,
+    // The check digits.
+    needs: (f) => f.digits >= 2,
   },
-  { type: 'card', regex: /(?<![\d.,-])\d(?:[ -]?\d){12,18}(?![\d.,]\d)/g, valid: validCard, needs: DIGIT },
+  {
+    type: 'card',
+    regex: /(?<![\d.,-])\d(?:[ -]?\d){12,18}(?![\d.,]\d)/g,
+    valid: validCard,
+    // validCard() wants 13 to 19 digits.
+    needs: (f) => f.digits >= 13,
+  },
   {
     type: 'ssn',
     regex: /(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])/g,
-    needs: DIGIT,
+    needs: (f) => f.digits >= 9 && (f.seen & DASH) !== 0,
   },
   {
     type: 'ssn',
     regex:
       /\b(?:SSN|social security(?: number)?)(?:[:#\s]|\bis\b)*((?!000|666|9\d\d)\d{3} ?(?!00)\d{2} ?(?!0000)\d{4})\b/dgi,
-    needs: DIGIT,
+    needs: (f) => f.digits >= 9,
   },
   {
     type: 'ipv6',
     regex: /(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:(?:\d{1,3}\.){3}\d{1,3}|[0-9A-Fa-f]{1,4})?(?![\w:])/g,
     valid: validIpv6,
-    needs: /:/,
+    needs: (f) => (f.seen & COLON) !== 0,
   },
   {
     type: 'ipv4',
     regex:
       /(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(?!\.?\d|\w)/g,
     valid: validIpv4,
-    needs: DIGIT,
+    needs: (f) => f.digits >= 4 && f.dots >= 3,
   },
   {
     type: 'phone',
     regex:
       /(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{1,5}\)[\s.-]?)?\d{1,5}(?:[\s.-]\d{1,8}){1,5}(?![\w])|(?<![\w+])\+\d{8,15}\b/g,
     valid: validPhone,
-    needs: DIGIT,
+    // validPhone() wants 7 to 15 digits.
+    needs: (f) => f.digits >= 7,
   },
 ];
+
+function overlapsAny(found: readonly PIIMatch[], start: number, end: number): boolean {
+  for (const f of found) if (start < f.end && end > f.start) return true;
+  return false;
+}
+
+const TRAILING_SEPARATORS = /[\s.-]+$/;
 
 /** Every detected value, non-overlapping and in text order. */
 export function findPII(text: string, types: readonly PIIType[] = PII_TYPES): PIIMatch[] {
   const found: PIIMatch[] = [];
-  const taken = (s: number, e: number) => found.some((f) => s < f.end && e > f.start);
+  const facts = factsOf(text);
+  const allTypes = types === PII_TYPES;
   for (const d of DETECTORS) {
-    if (!types.includes(d.type)) continue;
-    if (d.needs && !d.needs.test(text)) continue;
-    d.regex.lastIndex = 0;
-    for (const m of text.matchAll(d.regex)) {
+    if (!allTypes && !types.includes(d.type)) continue;
+    if (!d.needs(facts, text)) continue;
+    // exec() on the shared regex, not matchAll(), which clones the regex on every call.
+    const regex = d.regex;
+    regex.lastIndex = 0;
+    let m: RegExpExecArray | null;
+    while ((m = regex.exec(text)) !== null) {
       let value = m[0];
+      // No detector matches the empty string; this only guards the loop should one ever do.
+      if (value === '') {
+        regex.lastIndex++;
+        continue;
+      }
       let start = m.index;
       const groupSpan = m.indices?.[1];
       if (groupSpan) {
@@ -283,14 +367,15 @@ export function findPII(text: string, types: readonly PIIType[] = PII_TYPES): PI
         start = groupSpan[0];
       }
       // Phone candidates may end in a separator-less tail we do not want; trim trailing separators.
-      value = value.replace(/[\s.-]+$/, '');
+      value = value.replace(TRAILING_SEPARATORS, '');
       const end = start + value.length;
-      if (!value || taken(start, end)) continue;
+      if (!value || overlapsAny(found, start, end)) continue;
       if (d.valid && !d.valid(value, text, start)) continue;
       found.push({ type: d.type, start, end, value });
     }
   }
-  return found.sort((a, b) => a.start - b.start);
+  if (found.length > 1) found.sort((a, b) => a.start - b.start);
+  return found;
 }
 
 export function placeholderLabel(type: PIIType): string {

@@ -99,11 +99,15 @@ export function rateLimitHeaders(results: ScopeResult[], refused?: ScopeResult):
   const shown =
     refused ?? results.reduce((a, b) => (b.limit - b.totalHits < a.limit - a.totalHits ? b : a), results[0]!);
   return {
-    'RateLimit-Policy': results.map((r) => `${r.limit};w=${WINDOW_MS / 1000}`).join(', '),
+    'RateLimit-Policy': policyOf(results),
     'RateLimit-Limit': String(shown.limit),
     'RateLimit-Remaining': String(Math.max(0, shown.limit - shown.totalHits)),
     'RateLimit-Reset': String(Math.max(0, Math.ceil(shown.resetMs / 1000))),
   };
+}
+
+function policyOf(limits: readonly { limit: number }[]): string {
+  return limits.map((r) => `${r.limit};w=${WINDOW_MS / 1000}`).join(', ');
 }
 
 export interface RateLimitingOptions {
@@ -121,6 +125,23 @@ interface StoreEntry {
   now: () => number;
 }
 
+/** One configured limit of a config, with what its headers need that never changes. */
+interface PlannedLimit {
+  readonly scope: RateLimitScope;
+  readonly limit: number;
+  readonly limitHeader: string;
+  readonly entry: StoreEntry;
+}
+
+/** The configured limits of one config object, in SCOPES order, and their `RateLimit-Policy`. */
+interface LimitPlan {
+  readonly limits: readonly PlannedLimit[];
+  readonly policy: string;
+}
+
+/** A store's answer to one increment: synchronous from memory stores, a promise from Redis. */
+type Answer = ClientRateLimitInfo | Promise<ClientRateLimitInfo>;
+
 /** How often a failing store is logged at most (a Redis outage must not flood the log). */
 const ERROR_LOG_INTERVAL_MS = 30_000;
 
@@ -134,6 +155,8 @@ export class RateLimiting {
    * new one), so its store ids need not be rebuilt on every request; close() drops this with the stores.
    */
   private byConfig = new WeakMap<RateLimitConfig, Partial<Record<RateLimitScope, StoreEntry>>>();
+  /** Likewise the limits a config sets, so that a request rebuilds neither them nor the policy header. */
+  private plans = new WeakMap<RateLimitConfig, LimitPlan>();
   private readonly clients = new Map<string, Redis>();
   private lastErrorLog = -Infinity;
 
@@ -183,6 +206,20 @@ export class RateLimiting {
     const entry = this.createStore(scope, rl);
     known[scope] = entry;
     return entry;
+  }
+
+  private planFor(rl: RateLimitConfig): LimitPlan {
+    let plan = this.plans.get(rl);
+    if (plan) return plan;
+    const limits: PlannedLimit[] = [];
+    for (const scope of SCOPES) {
+      const limit = limitOf(scope, rl);
+      if (limit === undefined) continue;
+      limits.push({ scope, limit, limitHeader: String(limit), entry: this.storeFor(scope, rl) });
+    }
+    plan = { limits, policy: policyOf(limits) };
+    this.plans.set(rl, plan);
+    return plan;
   }
 
   private createStore(scope: RateLimitScope, rl: RateLimitConfig): StoreEntry {
@@ -278,43 +315,93 @@ export class RateLimiting {
    * then stays synchronous on the hot path. Otherwise (Redis) the same decision, once all stores settled.
    */
   checkNow(ctx: GatewayContext, rl: RateLimitConfig): ScopeResult[] | Promise<ScopeResult[]> {
-    const wanted = SCOPES.flatMap((scope) => {
-      const limit = limitOf(scope, rl);
-      return limit === undefined
-        ? []
-        : [{ scope, limit, key: this.keyOf(scope, ctx), entry: this.storeFor(scope, rl) }];
-    });
-    const answers = wanted.map((w) => w.entry.store.increment(w.key, w.limit));
-    if (answers.some((a) => typeof (a as Promise<unknown>)?.then === 'function')) {
-      return Promise.allSettled(answers.map((a) => Promise.resolve(a))).then((settled) =>
-        this.decide(ctx, rl, wanted, settled),
-      );
+    const plan = this.planFor(rl);
+    const keys = this.keysOf(ctx, plan);
+    const answers = this.increment(plan, keys);
+    if (answers.some(isPending)) {
+      return settle(answers).then((settled) => this.decide(ctx, rl, plan, keys, settled));
     }
-    return this.decide(
-      ctx,
-      rl,
-      wanted,
-      answers.map((value) => ({ status: 'fulfilled', value: value as ClientRateLimitInfo })),
-    );
+    return this.decide(ctx, rl, plan, keys, answers.map(fulfilled));
+  }
+
+  /**
+   * What the `rateLimit` stage runs: checkNow() writing the `RateLimit-*` headers itself. Every request
+   * pays for it and nearly all are admitted, by memory stores in the default setup; that case builds no
+   * result objects, no header object and no promise. Refusals and asynchronous stores take checkNow()'s
+   * path.
+   */
+  admit(ctx: GatewayContext, rl: RateLimitConfig): void | Promise<void> {
+    const plan = this.planFor(rl);
+    const keys = this.keysOf(ctx, plan);
+    const answers = this.increment(plan, keys);
+    if (answers.some(isPending)) {
+      return settle(answers).then((settled) => {
+        Object.assign(ctx.responseHeaders, rateLimitHeaders(this.decide(ctx, rl, plan, keys, settled)));
+      });
+    }
+    // The first limit with the least room left, as rateLimitHeaders() picks it.
+    let shownAt = -1;
+    let shownRoom = Infinity;
+    for (let i = 0; i < answers.length; i++) {
+      const room = plan.limits[i]!.limit - (answers[i] as ClientRateLimitInfo).totalHits;
+      if (room < 0) {
+        // Refused: decide() gives the other limits their token back and throws the 429.
+        Object.assign(
+          ctx.responseHeaders,
+          rateLimitHeaders(this.decide(ctx, rl, plan, keys, answers.map(fulfilled))),
+        );
+        return;
+      }
+      if (room < shownRoom) {
+        shownAt = i;
+        shownRoom = room;
+      }
+    }
+    if (shownAt === -1) return;
+    const shown = plan.limits[shownAt]!;
+    const { resetTime } = answers[shownAt] as ClientRateLimitInfo;
+    const resetMs = resetTime ? resetTime.getTime() - shown.entry.now() : WINDOW_MS;
+    const headers = ctx.responseHeaders;
+    headers['RateLimit-Policy'] = plan.policy;
+    headers['RateLimit-Limit'] = shown.limitHeader;
+    headers['RateLimit-Remaining'] = String(shownRoom);
+    headers['RateLimit-Reset'] = String(Math.max(0, Math.ceil(resetMs / 1000)));
+  }
+
+  /** Every key first: an identify() that throws must leave no limit counted. */
+  private keysOf(ctx: GatewayContext, plan: LimitPlan): string[] {
+    const keys: string[] = [];
+    for (const planned of plan.limits) keys.push(this.keyOf(planned.scope, ctx));
+    return keys;
+  }
+
+  private increment(plan: LimitPlan, keys: readonly string[]): Answer[] {
+    const answers: Answer[] = [];
+    for (let i = 0; i < keys.length; i++) {
+      const planned = plan.limits[i]!;
+      answers.push(planned.entry.store.increment(keys[i]!, planned.limit));
+    }
+    return answers;
   }
 
   private decide(
     ctx: GatewayContext,
     rl: RateLimitConfig,
-    wanted: { scope: RateLimitScope; limit: number; key: string; entry: StoreEntry }[],
-    settled: PromiseSettledResult<ClientRateLimitInfo>[],
+    plan: LimitPlan,
+    keys: readonly string[],
+    settled: readonly PromiseSettledResult<ClientRateLimitInfo>[],
   ): ScopeResult[] {
     const results: ScopeResult[] = [];
     let failure: unknown;
     settled.forEach((s, i) => {
-      const w = wanted[i]!;
+      const planned = plan.limits[i]!;
       if (s.status === 'rejected') failure ??= s.reason;
       else {
-        const reset = s.value.resetTime ? s.value.resetTime.getTime() - w.entry.now() : WINDOW_MS;
+        const reset = s.value.resetTime ? s.value.resetTime.getTime() - planned.entry.now() : WINDOW_MS;
         results.push({
-          scope: w.scope,
-          key: w.key,
-          limit: w.limit,
+          scope: planned.scope,
+          key: keys[i]!,
+          limit: planned.limit,
           totalHits: s.value.totalHits,
           resetMs: reset,
         });
@@ -349,9 +436,22 @@ export class RateLimiting {
     for (const { store } of this.stores.values()) await store.shutdown?.();
     this.stores.clear();
     this.byConfig = new WeakMap();
+    this.plans = new WeakMap();
     for (const client of this.clients.values()) client.disconnect();
     this.clients.clear();
   }
+}
+
+function isPending(answer: Answer): boolean {
+  return typeof (answer as Promise<unknown> | undefined)?.then === 'function';
+}
+
+function fulfilled(answer: Answer): PromiseSettledResult<ClientRateLimitInfo> {
+  return { status: 'fulfilled', value: answer as ClientRateLimitInfo };
+}
+
+function settle(answers: readonly Answer[]): Promise<PromiseSettledResult<ClientRateLimitInfo>[]> {
+  return Promise.allSettled(answers.map((a) => Promise.resolve(a)));
 }
 
 const perGateway = new WeakMap<Gateway, RateLimiting>();

@@ -11,7 +11,8 @@ import type { Worker } from 'node:worker_threads';
 import knexFactory from 'knex';
 import type { Analytics } from '../lib/analytics/index.js';
 import { AnalyticsRecorder } from '../lib/analytics/recorder.js';
-import { rowsFromOutcome } from '../lib/analytics/rows.js';
+import type { AnalyticsRow } from '../lib/analytics/rows.js';
+import { COLUMNS, rowValues, rowsFromOutcome } from '../lib/analytics/rows.js';
 import { REQUESTS_TABLE } from '../lib/analytics/schema.js';
 import type { AnalyticsStore } from '../lib/analytics/store.js';
 import { AnalyticsWriter } from '../lib/analytics/writer.js';
@@ -179,6 +180,38 @@ describe('analytics writer thread', () => {
     await assert.rejects(
       writer.write([]).then(() => writer.schema()),
       /closed/,
+    );
+  });
+
+  it('rowValues() lays every field of every row out in COLUMNS order, the order the thread binds', () => {
+    const row = (n: number): AnalyticsRow => ({
+      ts: n + 1,
+      kind: 'attempt',
+      event_id: `event-${n}`,
+      attempt: n + 2,
+      request_id: `request-${n}`,
+      user_id: `user-${n}`,
+      provider: `provider-${n}`,
+      model: `model-${n}`,
+      status: n + 3,
+      error_kind: `error-${n}`,
+      prompt_tokens: n + 4,
+      completion_tokens: n + 5,
+      total_tokens: n + 6,
+      cost: n + 7,
+      cost_saved: n + 8,
+      latency_ms: n + 9,
+      ttft_ms: n + 10,
+      cached: n % 2 === 0,
+      rate_limited: n % 2 === 1,
+      stream: n % 2 === 0,
+      attempts: n + 11,
+    });
+    const rows = [row(0), row(1)];
+    assert.deepEqual(Object.keys(rows[0]!).sort(), [...COLUMNS].sort(), 'COLUMNS names every field');
+    assert.deepEqual(
+      rowValues(rows),
+      rows.flatMap((r) => COLUMNS.map((c) => r[c])),
     );
   });
 });

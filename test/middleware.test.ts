@@ -37,6 +37,28 @@ class Recorder extends Middleware {
   }
 }
 
+/** Recorder's hooks, each answering with a promise a macrotask later; chunks come out split in two. */
+class AsyncRecorder extends Middleware {
+  private readonly recorder: Recorder;
+  constructor(name: string, events: string[]) {
+    super({ name });
+    this.recorder = new Recorder(name, events);
+  }
+  override preRequest(request: ChatRequest) {
+    return later(() => this.recorder.preRequest(request));
+  }
+  override postResponse(response: ChatResponse) {
+    return later(() => this.recorder.postResponse(response));
+  }
+  override onStreamChunk(chunk: StreamChunk) {
+    return later(() => [this.recorder.onStreamChunk(chunk), { ...chunk, delta: '~' }]);
+  }
+}
+
+function later<T>(fn: () => T): Promise<T> {
+  return new Promise((resolve) => setImmediate(() => resolve(fn())));
+}
+
 class Thrower extends Middleware {
   override preRequest(): never {
     throw new Error('exploded while holding test-key-1234567');
@@ -112,6 +134,30 @@ describe('request/response middlewares', () => {
       fake.fault({ status: 400, times: 1 });
       await request(app).post('/ai/chat').send(body).expect(400);
       assert.deepEqual(events, ['a:pre', 'a:error:invalid_request']);
+    });
+
+    it('keeps the order when some hooks answer with a promise and others synchronously', async () => {
+      const events: string[] = [];
+      const { app, gateway } = hostApp(config());
+      gateway
+        .addMiddleware(new Recorder('a', events))
+        .addMiddleware(new AsyncRecorder('b', events))
+        .addMiddleware(new Recorder('c', events));
+      const r = await request(app).post('/ai/chat').send(body).expect(200);
+      assert.deepEqual(events, ['a:pre', 'b:pre', 'c:pre', 'c:post', 'b:post', 'a:post']);
+      assert.equal(r.body.content, 'echo: hello there|c|b|a');
+      events.length = 0;
+      const stream = await request(app).post('/ai/chat/stream').send(body).expect(200);
+      const deltas = parseSse(stream.text)
+        .filter((e) => e.event === 'message')
+        .map((e) => (e.data as { delta: string }).delta);
+      assert.deepEqual(deltas, ['echo:', '~', ' hello', '~', ' there', '~']);
+      assert.deepEqual(events, [
+        'a:pre',
+        'b:pre',
+        'c:pre',
+        ...Array(3).fill(['c:chunk', 'b:chunk', 'a:chunk', 'a:chunk']).flat(),
+      ]);
     });
 
     it('lets preRequest mutate or replace the request before it goes upstream', async () => {
@@ -255,6 +301,23 @@ describe('request/response middlewares', () => {
       );
       assert.ok(warn, logger.text());
       assert.doesNotMatch(logger.text(), /test-key-1234567/);
+    });
+
+    it('treats a rejected promise from a hook like a throw: fail, or skip when configured to', async () => {
+      class Rejecter extends Middleware {
+        override preRequest(): Promise<never> {
+          return Promise.reject(new Error('rejected while holding test-key-1234567'));
+        }
+      }
+      const events: string[] = [];
+      const { app, gateway } = hostApp(config());
+      gateway.addMiddleware(new Rejecter({ name: 'boom' })).addMiddleware(new Recorder('after', events));
+      const r = await request(app).post('/ai/chat').send(body).expect(500);
+      assert.match(r.body.error.message, /^Middleware "boom" failed: rejected while holding \[REDACTED\]/);
+      assert.deepEqual(events, ['after:error:server_error'], 'no later preRequest ran');
+      gateway.addMiddleware(new Rejecter({ name: 'boom', skipOnError: true }));
+      const skipped = await request(app).post('/ai/chat').send(body).expect(200);
+      assert.equal(skipped.body.content, 'echo: hello there|after');
     });
 
     it('fails a stream whose chunk hook throws with an error event naming the middleware', async () => {

@@ -96,6 +96,16 @@ describe('rate limiting', () => {
           assert.equal((await chat(app, body(), 'd').expect(429)).body.error.limit, 'global');
         });
 
+        it('an admitted request reports the limit with the least room left, the first of equals', async () => {
+          const { app } = build({ global_rpm: 4, per_user_rpm: 3, per_model_rpm: 5, algorithm });
+          const shown = (r: request.Response) =>
+            ['policy', 'limit', 'remaining'].map((h) => r.headers[`ratelimit-${h}`]);
+          const policy = '4;w=60, 3;w=60, 5;w=60';
+          assert.deepEqual(shown(await chat(app, body(), 'a').expect(200)), [policy, '3', '2']);
+          assert.deepEqual(shown(await chat(app, body(), 'b').expect(200)), [policy, '4', '2']);
+          assert.deepEqual(shown(await chat(app, body('gpt-4o'), 'b').expect(200)), [policy, '4', '1']);
+        });
+
         it('Gateway.chat() and the router share the limit; analytics sees a rate-limited outcome', async () => {
           const seen: { status: number; kind?: string; rateLimited?: unknown }[] = [];
           const probe: Stage = {

@@ -19,7 +19,7 @@ interface Cell<L extends string> {
 type HistogramChild = ReturnType<Histogram['labels']>;
 
 /**
- * What one serving provider and model count, found with one Map lookup per request. prom-client hashes
+ * What one serving provider and model count, found with two Map lookups per request. prom-client hashes
  * the label set on every inc() and observe(), even through a labels() child (about 0.4 µs per counter
  * and 1.2 µs per histogram observation here); counters are therefore summed in plain cells and added
  * to prom-client in its collect() at scrape time, and histograms keep their labels() child.
@@ -65,7 +65,8 @@ export class GatewayMetrics {
   private readonly cacheHits: Counter;
   private readonly rateLimited: Counter;
   private readonly attempts: Counter<'provider' | 'model' | 'outcome'>;
-  private readonly series = new Map<string, Series>();
+  /** By provider, then model: two lookups cost less than building a joined key string per request. */
+  private readonly series = new Map<string, Map<string, Series>>();
   private readonly requestCells = new Cells<'provider' | 'model' | 'status'>();
   private readonly tokenCells = new Cells<'provider' | 'model' | 'type'>();
   private readonly costCells = new Cells<'provider' | 'model'>();
@@ -204,11 +205,12 @@ export class GatewayMetrics {
 
   /** Bounded like the series themselves: only providers and models that served are labels. */
   private seriesOf(provider: string, model: string): Series {
-    const key = `${provider}\u0000${model}`;
-    let s = this.series.get(key);
+    let byModel = this.series.get(provider);
+    if (!byModel) this.series.set(provider, (byModel = new Map()));
+    let s = byModel.get(model);
     if (!s) {
       s = { provider, model, requests: new Map(), attempts: new Map() };
-      this.series.set(key, s);
+      byModel.set(model, s);
     }
     return s;
   }

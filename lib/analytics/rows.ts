@@ -70,12 +70,37 @@ export type RowValue = AnalyticsRow[(typeof COLUMNS)[number]];
 
 /**
  * The rows' values, one row after another in `COLUMNS` order: a flat array of primitives is the
- * cheapest thing to structured-clone to the writer thread, and is already the INSERT's bindings.
+ * cheapest thing to structured-clone to the writer thread, and is already the INSERT's bindings. Each
+ * field is named (reading `row[column]` in a loop is a slow keyed lookup), and the array is pushed, never
+ * preallocated: structured clone copies an array with holes key by key, several times slower.
  */
 export function rowValues(rows: readonly AnalyticsRow[]): RowValue[] {
-  const out: RowValue[] = new Array(rows.length * COLUMNS.length);
-  let k = 0;
-  for (const row of rows) for (const c of COLUMNS) out[k++] = row[c];
+  const out: RowValue[] = [];
+  for (const r of rows) {
+    out.push(
+      r.ts,
+      r.kind,
+      r.event_id,
+      r.attempt,
+      r.request_id,
+      r.user_id,
+      r.provider,
+      r.model,
+      r.status,
+      r.error_kind,
+      r.prompt_tokens,
+      r.completion_tokens,
+      r.total_tokens,
+      r.cost,
+      r.cost_saved,
+      r.latency_ms,
+      r.ttft_ms,
+      r.cached,
+      r.rate_limited,
+      r.stream,
+      r.attempts,
+    );
+  }
   return out;
 }
 

@@ -9,7 +9,7 @@ import type { GatewayContext } from '../context.js';
 import { ConfigError } from '../errors.js';
 import type { CommonMiddlewareOptions } from '../middleware.js';
 import { Middleware, checkOptionKeys } from '../middleware.js';
-import type { PIIType } from '../pii-detectors.js';
+import type { PIIMatch, PIIType } from '../pii-detectors.js';
 import { PII_TYPES, findPII, placeholderLabel } from '../pii-detectors.js';
 
 export interface PIIScrubberOptions extends CommonMiddlewareOptions {
@@ -45,6 +45,28 @@ function couldBePlaceholder(tail: string): boolean {
   return LABELS.includes(body.slice(0, underscore));
 }
 
+function replaceMatches(text: string, matches: readonly PIIMatch[], state: RequestState): string {
+  let out = '';
+  let at = 0;
+  for (const m of matches) {
+    const label = placeholderLabel(m.type);
+    const key = `${label}\u0000${m.value}`;
+    let placeholder = state.byValue.get(key);
+    if (!placeholder) {
+      let n = state.counters.get(label) ?? 0;
+      // Skip numbers the user's own text already uses, so restoring cannot rewrite their literal text.
+      do placeholder = `[${label}_${++n}]`;
+      while (text.includes(placeholder) || state.byPlaceholder.has(placeholder));
+      state.counters.set(label, n);
+      state.byValue.set(key, placeholder);
+      state.byPlaceholder.set(placeholder, m.value);
+    }
+    out += text.slice(at, m.start) + placeholder;
+    at = m.end;
+  }
+  return out + text.slice(at);
+}
+
 export class PIIScrubber extends Middleware {
   readonly restore: boolean;
   readonly types: readonly PIIType[];
@@ -75,29 +97,35 @@ export class PIIScrubber extends Middleware {
   /** Scrubs one text with this request's numbering; the same value always gets the same placeholder. */
   scrub(text: string, state: RequestState): string {
     const matches = findPII(text, this.types);
-    if (!matches.length) return text;
-    let out = '';
-    let at = 0;
-    for (const m of matches) {
-      const label = placeholderLabel(m.type);
-      const key = `${label}\u0000${m.value}`;
-      let placeholder = state.byValue.get(key);
-      if (!placeholder) {
-        let n = state.counters.get(label) ?? 0;
-        // Skip numbers the user's own text already uses, so restoring cannot rewrite their literal text.
-        do placeholder = `[${label}_${++n}]`;
-        while (text.includes(placeholder) || state.byPlaceholder.has(placeholder));
-        state.counters.set(label, n);
-        state.byValue.set(key, placeholder);
-        state.byPlaceholder.set(placeholder, m.value);
-      }
-      out += text.slice(at, m.start) + placeholder;
-      at = m.end;
-    }
-    return out + text.slice(at);
+    return matches.length ? replaceMatches(text, matches, state) : text;
   }
 
   override preRequest(request: ChatRequest, ctx: GatewayContext): ChatRequest {
+    // Made at the first value found: most requests have none, and without a mapping every other hook
+    // leaves the answer as it is.
+    let state: RequestState | undefined;
+    for (const m of request.messages) {
+      if (typeof m.content === 'string') {
+        const matches = findPII(m.content, this.types);
+        if (matches.length) m.content = replaceMatches(m.content, matches, (state ??= this.stateFor(ctx)));
+      }
+      if (m.tool_calls) {
+        for (const t of m.tool_calls) {
+          const matches = findPII(t.function.arguments, this.types);
+          if (matches.length) {
+            t.function.arguments = replaceMatches(
+              t.function.arguments,
+              matches,
+              (state ??= this.stateFor(ctx)),
+            );
+          }
+        }
+      }
+    }
+    return request;
+  }
+
+  private stateFor(ctx: GatewayContext): RequestState {
     const state: RequestState = {
       byValue: new Map(),
       byPlaceholder: new Map(),
@@ -105,13 +133,7 @@ export class PIIScrubber extends Middleware {
       pending: '',
     };
     this.states.set(ctx, state);
-    for (const m of request.messages) {
-      if (typeof m.content === 'string') m.content = this.scrub(m.content, state);
-      if (m.tool_calls) {
-        for (const t of m.tool_calls) t.function.arguments = this.scrub(t.function.arguments, state);
-      }
-    }
-    return request;
+    return state;
   }
 
   /** The placeholders of this request mapped back; unknown ones (the model invented) stay as they are. */

@@ -7,8 +7,8 @@
 import type { GatewayContext } from '../context.js';
 import { ConfigError } from '../errors.js';
 import type { Gateway } from '../gateway.js';
-import type { RateLimitingOptions, ScopeResult } from '../rate-limit.js';
-import { RateLimiting, rateLimitHeaders, rateLimitingOf } from '../rate-limit.js';
+import type { RateLimitingOptions } from '../rate-limit.js';
+import { RateLimiting, rateLimitingOf } from '../rate-limit.js';
 import type { Stage } from '../stage.js';
 
 export type RateLimitStageOptions = RateLimitingOptions;
@@ -34,23 +34,13 @@ export function rateLimitStage(gateway: Gateway, options: RateLimitStageOptions 
 
   /** Synchronous with memory stores (no promise on the hot path); a promise with Redis. */
   function check(ctx: GatewayContext): void | Promise<void> {
-    const rl = ctx.runtime.config.rateLimiting;
-    let results: ScopeResult[] | Promise<ScopeResult[]>;
+    let admitted: void | Promise<void>;
     try {
-      results = limiting.checkNow(ctx, rl);
+      admitted = limiting.admit(ctx, ctx.runtime.config.rateLimiting);
     } catch (err) {
       refused(ctx, err);
     }
-    if (Array.isArray(results)) {
-      Object.assign(ctx.responseHeaders, rateLimitHeaders(results));
-      return;
-    }
-    return results.then(
-      (r) => {
-        Object.assign(ctx.responseHeaders, rateLimitHeaders(r));
-      },
-      (err: unknown) => refused(ctx, err),
-    );
+    return admitted?.catch((err: unknown) => refused(ctx, err));
   }
 
   return {

@@ -8,10 +8,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
-import { Gateway } from '../lib/gateway.js';
-import { silentLogger } from '../lib/logger.js';
-import { createGatewayRouter } from '../lib/router.js';
 import { MODEL, reportReady } from './common.js';
+import { gatewayModules } from './package-under-test.js';
+
+const { Gateway, silentLogger, createGatewayRouter } = await gatewayModules();
 
 const upstreamPort = Number(process.env.UPSTREAM_PORT);
 const dir = mkdtempSync(join(tmpdir(), 'gw-bench-analytics-'));

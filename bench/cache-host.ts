@@ -4,11 +4,10 @@
  * the gateway router with that cache backend, everything else in its default pipeline.
  */
 import express from 'express';
-import { Gateway } from '../lib/gateway.js';
-import { silentLogger } from '../lib/logger.js';
-import { createGatewayRouter } from '../lib/router.js';
-import { RedisCacheStore } from '../lib/stores/redis-cache-store.js';
 import { MODEL, reportReady } from './common.js';
+import { gatewayModules } from './package-under-test.js';
+
+const { Gateway, silentLogger, createGatewayRouter, RedisCacheStore } = await gatewayModules();
 
 const target = process.env.CACHE_BENCH_TARGET ?? 'memory';
 const app = express();

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ensureBuilt } from './package-under-test.js';
 
 export const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
 export const RESULTS_DIR = join(BENCH_DIR, 'results');
@@ -58,13 +59,16 @@ export interface Server {
 
 /**
  * Starts `bench/<file>` in its own node process (tsx loader, no type checking at runtime) and waits for it
- * to report the port it listens on over the IPC channel.
+ * to report the port it listens on over the IPC channel. The host files themselves run through tsx; the
+ * gateway code they load comes from dist/ (see package-under-test.ts).
  */
 export async function startServer(
   name: string,
   file: string,
   options: { env?: Record<string, string>; core?: string; nodeArgs?: string[] } = {},
 ): Promise<Server> {
+  // The gateway hosts load the compiled package; building here covers every bench entry point.
+  ensureBuilt();
   const nodeArgs = [...(options.nodeArgs ?? []), '--import', 'tsx', join(BENCH_DIR, file)];
   const [cmd, args] =
     canPin && options.core !== undefined

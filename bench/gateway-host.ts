@@ -7,16 +7,22 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
-import { Gateway } from '../lib/gateway.js';
-import { silentLogger } from '../lib/logger.js';
-import { rateLimitingOf } from '../lib/rate-limit.js';
-import { createGatewayRouter } from '../lib/router.js';
 import { MODEL, reportReady } from './common.js';
+import { gatewayModules } from './package-under-test.js';
+
+const { Gateway, silentLogger, rateLimitingOf, createGatewayRouter, MemoryCacheStore } =
+  await gatewayModules();
 
 const upstreamPort = Number(process.env.UPSTREAM_PORT);
 const dir = mkdtempSync(join(tmpdir(), 'gw-bench-'));
 // Far above anything the bench can send in a minute: the limiter does all its work but never refuses.
 const NEVER_TRIPS = 1_000_000_000;
+
+// The same store the memory backend creates from `max_cache_size_mb`, made here so that the soak can
+// read how many bytes it holds against its cap.
+const cacheStore = new MemoryCacheStore({
+  maxBytes: Number(process.env.BENCH_CACHE_MB ?? 64) * 1024 * 1024,
+});
 
 const gateway = new Gateway(
   {
@@ -29,13 +35,10 @@ const gateway = new Gateway(
       },
     },
     rate_limiting: { global_rpm: NEVER_TRIPS, per_user_rpm: NEVER_TRIPS, per_model_rpm: NEVER_TRIPS },
-    cache: {
-      backend: 'memory',
-      ttl_seconds: 3600,
-      max_cache_size_mb: Number(process.env.BENCH_CACHE_MB ?? 64),
-    },
+    cache: { backend: 'memory', ttl_seconds: 3600 },
     analytics: { enabled: true, storage: 'sqlite', sqlite_path: join(dir, 'analytics.db') },
     middleware: ['pii_scrubber'],
+    cacheStore,
   },
   { logger: silentLogger },
 );
@@ -94,7 +97,17 @@ const server = app.listen(0, '127.0.0.1', () => {
       await gateway.close();
       rmSync(dir, { recursive: true, force: true });
     },
-    () => ({ limiterKeys: limiterKeys() }),
+    () => {
+      const analytics = gateway.analytics.stats();
+      return {
+        limiterKeys: limiterKeys(),
+        cacheBytes: cacheStore.bytes,
+        cacheEntries: cacheStore.entries,
+        analyticsBuffered: analytics.buffered,
+        analyticsWritten: analytics.written,
+        analyticsDropped: analytics.dropped,
+      };
+    },
   );
 });
 server.keepAliveTimeout = 60_000;

@@ -10,7 +10,8 @@
  * Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (per target per round at 32 connections, default 3),
  * BENCH_SECONDS_1 (at 1 connection, default 3), BENCH_STREAMS (sequential streams per target per round,
  * default 150), BENCH_TARGETS (comma-separated names to run only those), BENCH_PROFILE=1 (the gateway runs
- * with --cpu-prof; its top self-time functions are printed at the end).
+ * with --cpu-prof; its top self-time functions are printed at the end), BENCH_FROM_SOURCE=1 (measure the
+ * TypeScript sources through tsx instead of the compiled dist/, which is built first by default).
  */
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -27,6 +28,7 @@ import {
   type Server,
 } from './common.js';
 import { load, streams, type LoadResult, type StreamResult } from './load.js';
+import { FROM_SOURCE } from './package-under-test.js';
 import { summariseProfile } from './profile-summary.js';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -230,7 +232,7 @@ async function main(): Promise<void> {
   };
 
   console.log(
-    `bench: ${ROUNDS} rounds; ${SECONDS}s at 32 connections, ${SECONDS_1}s at 1 connection, ${STREAMS} streams per target per round; pinned: ${pinned}`,
+    `bench (gateway from ${FROM_SOURCE ? 'sources via tsx' : 'dist/'}): ${ROUNDS} rounds; ${SECONDS}s at 32 connections, ${SECONDS_1}s at 1 connection, ${STREAMS} streams per target per round; pinned: ${pinned}`,
   );
   // Warm-up: JIT, keep-alive pools, and the cache entry the hit target reads.
   for (const t of LOAD_TARGETS)
@@ -380,6 +382,7 @@ async function main(): Promise<void> {
       seconds1: SECONDS_1,
       streamsPerRound: STREAMS,
       profile: PROFILE,
+      gatewayCode: FROM_SOURCE ? 'TypeScript sources through tsx' : 'compiled dist/',
     },
     connections32: c32,
     connections1: c1,

@@ -6,6 +6,8 @@
  *
  * Environment: SOAK_SECONDS (default 600), SOAK_SAMPLE_SECONDS (default 10), SOAK_CONNECTIONS (default 16),
  * SOAK_CACHE_MB (the cache cap, default 16: small enough to be reached and held during the run).
+ * Each sample also reports the cache's bytes and entries (against the cap), the analytics rows waiting in
+ * the buffer and any dropped, and the limiter's keys.
  * Heap figures are taken after a forced full GC (the gateway runs with --expose-gc), so they show what is
  * really kept alive rather than garbage not yet collected.
  */
@@ -27,7 +29,20 @@ interface Sample {
   heapTotalMb: number;
   externalMb: number;
   limiterKeys?: number;
+  cacheMb?: number;
+  cacheEntries?: number;
+  analyticsBuffered?: number;
+  analyticsDropped?: number;
   requests: number;
+}
+
+interface HostState {
+  limiterKeys?: number;
+  cacheBytes?: number;
+  cacheEntries?: number;
+  analyticsBuffered?: number;
+  analyticsWritten?: number;
+  analyticsDropped?: number;
 }
 
 async function main(): Promise<void> {
@@ -43,7 +58,7 @@ async function main(): Promise<void> {
   let served = 0;
   let failed = 0;
   const sample = async () => {
-    const m = await gateway.ask<NodeJS.MemoryUsage & { state?: { limiterKeys?: number } }>('memory');
+    const m = await gateway.ask<NodeJS.MemoryUsage & { state?: HostState }>('memory');
     const s: Sample = {
       t: Math.round((Date.now() - started) / 1000),
       rssMb: Math.round((m.rss / MB) * 10) / 10,
@@ -51,6 +66,11 @@ async function main(): Promise<void> {
       heapTotalMb: Math.round((m.heapTotal / MB) * 10) / 10,
       externalMb: Math.round((m.external / MB) * 10) / 10,
       limiterKeys: m.state?.limiterKeys,
+      cacheMb:
+        m.state?.cacheBytes === undefined ? undefined : Math.round((m.state.cacheBytes / MB) * 10) / 10,
+      cacheEntries: m.state?.cacheEntries,
+      analyticsBuffered: m.state?.analyticsBuffered,
+      analyticsDropped: m.state?.analyticsDropped,
       requests: served,
     };
     samples.push(s);
@@ -88,6 +108,9 @@ async function main(): Promise<void> {
     served,
     failed,
     secondHalfSpreadMb: { rss: spread('rssMb'), heapUsed: spread('heapUsedMb') },
+    maxCacheMb: Math.max(...samples.map((s) => s.cacheMb ?? 0)),
+    maxAnalyticsBuffered: Math.max(...samples.map((s) => s.analyticsBuffered ?? 0)),
+    analyticsDropped: samples.at(-1)?.analyticsDropped,
     samples,
   };
   console.log(JSON.stringify({ ...summary, samples: undefined }, null, 2));

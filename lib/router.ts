@@ -85,6 +85,12 @@ export function createGatewayRouter(
 
   const jsonBody = parseJsonBody(gateway.runtime.config.bodyLimit);
 
+  // The chat routes come right after the guards: the router tests every layer's path in order, and these
+  // are the routes on the hot path.
+  router.post('/chat', jsonBody, parseRequest(gateway, { stream: false }), ...chain, respond());
+  router.post('/chat/stream', jsonBody, parseRequest(gateway, { stream: true }), ...chain, respond());
+  // OpenAI-compatible /v1 routes: the same chain, OpenAI's formats, their own error handler.
+  mountOpenAICompat(router, gateway, chain, jsonBody);
   router.get('/health', function healthHandler(_req, res) {
     writeJson(res, 200, gateway.health(), {});
   });
@@ -93,10 +99,6 @@ export function createGatewayRouter(
   router.get('/stats/recent', statsRecent(gateway));
   router.get('/metrics', metrics(gateway));
   router.use('/dashboard', dashboard(gateway));
-  router.post('/chat', jsonBody, parseRequest(gateway, { stream: false }), ...chain, respond());
-  router.post('/chat/stream', jsonBody, parseRequest(gateway, { stream: true }), ...chain, respond());
-  // OpenAI-compatible /v1 routes: the same chain, OpenAI's formats, their own error handler.
-  mountOpenAICompat(router, gateway, chain, jsonBody);
   router.use(errorHandler({ logger: gateway.logger }));
   return router;
 }

@@ -73,7 +73,13 @@ describe('analytics recorder', () => {
   it('bounds the buffer while the database is down, counting and logging every dropped row', async () => {
     const { rec, written, state, logger } = recorder({ maxBufferedRows: 5 });
     for (let i = 0; i < 8; i++) rec.push(row(i));
-    assert.deepEqual(rec.stats(), { buffered: 5, written: 0, dropped: 3, failedWrites: 0 });
+    assert.deepEqual(rec.stats(), {
+      buffered: 5,
+      written: 0,
+      dropped: 3,
+      failedWrites: 0,
+      backpressureWaits: 0,
+    });
     assert.match(logger.text(), /Analytics rows dropped/);
     assert.equal(await rec.flush(), false);
     state.down = false;
@@ -120,6 +126,77 @@ describe('analytics recorder', () => {
       () => recorder({ maxBufferedRows: 0 }),
       /maxBufferedRows must be a positive integer.*100000/,
     );
+  });
+
+  describe('backpressure on a writer that falls behind', () => {
+    /** A writer whose writes finish only when the test says so, and a waitForWriter that records calls. */
+    function slowWriter(batchSize: number) {
+      const finishes: (() => void)[] = [];
+      const waits: number[] = [];
+      let failing = false;
+      const rec = new AnalyticsRecorder({
+        write: () =>
+          new Promise<void>((resolve, reject) => {
+            finishes.push(failing ? () => reject(new Error('connect ECONNREFUSED')) : resolve);
+          }),
+        waitForWriter: (timeoutMs) => waits.push(timeoutMs),
+        logger: silentLogger,
+        batchSize: () => batchSize,
+        flushIntervalMs: () => 600_000,
+        backoffMs: 600_000,
+      });
+      return { rec, finishes, waits, fail: () => (failing = true) };
+    }
+
+    it('waits for the writer only once a write is in flight and the backlog passes 20 batches', async () => {
+      const { rec, finishes, waits } = slowWriter(2);
+      // 40 rows is the threshold (20 batches of 2): the first batch's write starts at row 2.
+      for (let i = 0; i < 40; i++) rec.push(row(i));
+      await tick();
+      assert.equal(finishes.length, 1, 'one write in flight');
+      assert.deepEqual(waits, [], 'no wait at or below the threshold');
+      rec.push(row(40));
+      rec.push(row(41));
+      assert.equal(waits.length, 2, 'each push over the threshold waits once');
+      assert.ok(
+        waits.every((ms) => ms > 0 && ms <= 50),
+        `bounded waits: ${waits.join(',')}`,
+      );
+      assert.equal(rec.stats().backpressureWaits, 2);
+      // The writer catches up: below the threshold nothing waits any more.
+      while (finishes.length) {
+        finishes.shift()!();
+        await tick();
+        await tick();
+      }
+      const before = waits.length;
+      rec.push(row(42));
+      assert.equal(waits.length, before);
+      assert.equal(rec.stats().dropped, 0);
+      let closed = false;
+      const closing = rec.close().then(() => (closed = true));
+      for (let i = 0; i < 100 && !closed; i++) {
+        while (finishes.length) finishes.shift()!();
+        await tick();
+      }
+      await closing;
+      assert.equal(rec.stats().written, 43);
+    });
+
+    it('never waits while the database is failing: an outage buffers rows instead of stalling requests', async () => {
+      const { rec, finishes, waits, fail } = slowWriter(2);
+      fail();
+      rec.push(row(0));
+      rec.push(row(1));
+      await tick();
+      finishes.shift()!();
+      await tick();
+      await tick();
+      assert.equal(rec.stats().failedWrites, 1);
+      for (let i = 2; i < 200; i++) rec.push(row(i));
+      assert.deepEqual(waits, []);
+      assert.equal(rec.stats().buffered, 200);
+    });
   });
 });
 
@@ -219,7 +296,13 @@ describe('analytics disabled, and per-gateway metrics', () => {
     const ask = (content: string) => a.chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] });
     try {
       await ask('one');
-      assert.deepEqual(a.analytics.stats(), { buffered: 2, written: 0, dropped: 0, failedWrites: 0 });
+      assert.deepEqual(a.analytics.stats(), {
+        buffered: 2,
+        written: 0,
+        dropped: 0,
+        failedWrites: 0,
+        backpressureWaits: 0,
+      });
       assert.match(
         (await a.analytics.metrics.text()).body,
         /gateway_requests_total\{[^}]*status="200"\} 1\n/,
@@ -229,7 +312,13 @@ describe('analytics disabled, and per-gateway metrics', () => {
       await ask('two');
       // A full batch is written without waiting for the (10 minute) timer.
       await until(() => a.analytics.stats().written === 4);
-      assert.deepEqual(a.analytics.stats(), { buffered: 0, written: 4, dropped: 0, failedWrites: 0 });
+      assert.deepEqual(a.analytics.stats(), {
+        buffered: 0,
+        written: 4,
+        dropped: 0,
+        failedWrites: 0,
+        backpressureWaits: 0,
+      });
     } finally {
       await a.close();
       await b.close();

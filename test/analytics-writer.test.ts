@@ -78,7 +78,13 @@ describe('analytics writer thread', () => {
     assert.notEqual(thread.threadId, 0);
     assert.equal(internals(gateway.analytics).store.opened, false);
     assert.deepEqual(await countRows(path), { rows: 6, distinct: 6 });
-    assert.deepEqual(gateway.analytics.stats(), { buffered: 0, written: 6, dropped: 0, failedWrites: 0 });
+    assert.deepEqual(gateway.analytics.stats(), {
+      buffered: 0,
+      written: 6,
+      dropped: 0,
+      failedWrites: 0,
+      backpressureWaits: 0,
+    });
   });
 
   it('gateway.close() writes what is buffered through the thread, then ends the thread', async () => {
@@ -181,6 +187,43 @@ describe('analytics writer thread', () => {
       writer.write([]).then(() => writer.schema()),
       /closed/,
     );
+  });
+
+  it('waitForProgress() returns at once with nothing in flight, and as soon as the thread answers', async () => {
+    const writer = new AnalyticsWriter({
+      storage: { storage: 'sqlite', sqlitePath: join(dir, 'progress.db'), postgresUrl: undefined },
+      logger: silentLogger,
+    });
+    const g = new Gateway({
+      providers: { openai: { api_key: 'test-key', models: ['gpt-4o-mini'] } },
+      analytics: { enabled: false },
+      logger: silentLogger,
+    });
+    try {
+      let t = performance.now();
+      writer.waitForProgress(5_000);
+      assert.ok(performance.now() - t < 1_000, 'no thread yet: no wait');
+      await writer.schema();
+      t = performance.now();
+      writer.waitForProgress(5_000);
+      assert.ok(performance.now() - t < 1_000, 'every message answered: no wait');
+      // A write in flight: the wait blocks this thread (its promise cannot settle meanwhile) and ends
+      // when the thread has committed the batch, well before the timeout.
+      const crafted = craft(g, {});
+      let settled = false;
+      const writing = writer
+        .write(rowsFromOutcome(crafted.outcome, crafted.ctx))
+        .then(() => (settled = true));
+      t = performance.now();
+      writer.waitForProgress(5_000);
+      assert.ok(performance.now() - t < 4_000, 'woken by the thread, not by the timeout');
+      assert.equal(settled, false, 'the answer is processed by the event loop afterwards');
+      await writing;
+      assert.equal(settled, true);
+    } finally {
+      await writer.close();
+      await g.close();
+    }
   });
 
   it('rowValues() lays every field of every row out in COLUMNS order, the order the thread binds', () => {

@@ -409,6 +409,7 @@ for (const backend of [sqlite, postgres]) {
           written: 12,
           dropped: 0,
           failedWrites: gateway!.analytics.stats().failedWrites,
+          backpressureWaits: 0,
         });
         assert.ok(!logger.text().includes(KEY));
       } finally {

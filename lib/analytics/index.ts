@@ -74,6 +74,7 @@ export class Analytics {
     this.store = new AnalyticsStore(config, options.logger, { schema: () => writer.schema() });
     this.recorder = new AnalyticsRecorder({
       write: (rows) => writer.write(rows),
+      waitForWriter: (timeoutMs) => writer.waitForProgress(timeoutMs),
       logger: options.logger,
       batchSize: () => options.current().batchSize,
       flushIntervalMs: () => options.current().flushIntervalMs,
@@ -132,7 +133,9 @@ export class Analytics {
   }
 
   stats(): RecorderStats {
-    return this.recorder?.stats() ?? { buffered: 0, written: 0, dropped: 0, failedWrites: 0 };
+    return (
+      this.recorder?.stats() ?? { buffered: 0, written: 0, dropped: 0, failedWrites: 0, backpressureWaits: 0 }
+    );
   }
 
   /** What the hourly retention job runs: deletes rows older than analytics.retention_days. Never rejects. */

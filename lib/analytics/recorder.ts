@@ -19,13 +19,25 @@ export interface RecorderOptions {
   backoffMs?: number;
   maxBackoffMs?: number;
   now?: () => number;
+  /**
+   * Blocks until the writer has made progress (at most `timeoutMs`). Called by push() while the backlog is
+   * over `backpressureRows` and the database is healthy; see AnalyticsWriter.waitForProgress.
+   */
+  waitForWriter?: (timeoutMs: number) => void;
+  /** Backlog (rows) from which push() waits for the writer. Default: 20 batches. */
+  backpressureRows?: () => number;
 }
+
+/** The longest one push() may block for the writer: a stuck writer must not stall requests for long. */
+const BACKPRESSURE_WAIT_MS = 50;
 
 export interface RecorderStats {
   buffered: number;
   written: number;
   dropped: number;
   failedWrites: number;
+  /** Times push() blocked for the writer (backpressure on a saturated core). */
+  backpressureWaits: number;
 }
 
 export class AnalyticsRecorder {
@@ -41,7 +53,7 @@ export class AnalyticsRecorder {
   private failures = 0;
   private retryAt = 0;
   private droppedUnlogged = 0;
-  private readonly counts = { written: 0, dropped: 0, failedWrites: 0 };
+  private readonly counts = { written: 0, dropped: 0, failedWrites: 0, backpressureWaits: 0 };
 
   constructor(private readonly options: RecorderOptions) {
     const max = options.maxBufferedRows ?? 100_000;
@@ -55,7 +67,12 @@ export class AnalyticsRecorder {
     this.arm();
   }
 
-  /** The hot path: O(1), never throws, never waits. */
+  /**
+   * The hot path: O(1) and never throws. It waits only when the writer is healthy but so far behind that
+   * the backlog passed `backpressureRows`: then it blocks for one batch of the writer's progress, so that
+   * a saturated core writes its rows instead of dropping them (a database outage never blocks: rows
+   * buffer up to maxBufferedRows).
+   */
   push(row: AnalyticsRow): void {
     if (this.closed) {
       this.drop(1);
@@ -66,6 +83,15 @@ export class AnalyticsRecorder {
       return;
     }
     this.buffer.push(row);
+    if (
+      this.options.waitForWriter &&
+      this.inflight &&
+      this.failures === 0 &&
+      this.buffer.length > this.backpressureRows()
+    ) {
+      this.counts.backpressureWaits += 1;
+      this.options.waitForWriter(BACKPRESSURE_WAIT_MS);
+    }
     if (
       this.buffer.length >= this.options.batchSize() &&
       !this.soon &&
@@ -78,6 +104,10 @@ export class AnalyticsRecorder {
         void this.drain(false);
       });
     }
+  }
+
+  private backpressureRows(): number {
+    return this.options.backpressureRows?.() ?? 20 * Math.max(1, this.options.batchSize());
   }
 
   stats(): RecorderStats {

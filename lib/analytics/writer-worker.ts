@@ -30,8 +30,9 @@ const logger: Logger = {
  * runs first; threads it starts (the database driver's pool, when it creates it) inherit it. Measured
  * at 1,000 requests/s with the gateway pinned to one core: at normal priority (and at nice 10) the
  * writer's bursts added about 1.3 ms to the median latency; at 19 the difference was within noise. The
- * price: on a core saturated for minutes the writer gets little time, the buffer fills and rows are
- * dropped, counted and logged (bench/RESULTS.md, "Analytics at 1,000 requests/s").
+ * price: on a core the request path keeps saturated the writer gets almost no time, so the recorder
+ * applies backpressure once the backlog grows (AnalyticsWriter.waitForProgress): without it a 10-minute
+ * soak filled the buffer in 90 s and dropped rows (bench/RESULTS.md, "Memory soak").
  */
 const WRITER_NICE = 19;
 
@@ -46,7 +47,8 @@ function lowerPriority(): void {
 }
 lowerPriority();
 
-const { storage } = workerData as WriterData;
+const { storage, progress: progressBuffer } = workerData as WriterData;
+const progress = new Int32Array(progressBuffer);
 const store = new AnalyticsStore(storage, logger);
 
 /**
@@ -71,6 +73,9 @@ async function handle(m: WriterRequest): Promise<void> {
   } catch (err) {
     post({ type: 'failed', id: m.id, error: reason(err) });
   }
+  // After the reply, so that a main thread woken by this finds its answer already queued.
+  Atomics.add(progress, 0, 1);
+  Atomics.notify(progress, 0);
   // After the database is closed nothing keeps this thread: its event loop empties and it exits.
   if (m.type === 'close') port.close();
 }

@@ -13,6 +13,11 @@ import type { AnalyticsStorageConfig } from './store.js';
 
 export interface WriterData {
   storage: AnalyticsStorageConfig;
+  /**
+   * One Int32 the thread increments (and notifies) after answering each message: the main thread can
+   * block on it without its event loop, which is what `waitForProgress()` needs.
+   */
+  progress: SharedArrayBuffer;
 }
 
 export type WriterRequest =
@@ -50,6 +55,9 @@ export class AnalyticsWriter {
   private thread?: Worker;
   private readonly pending = new Map<number, Pending>();
   private seq = 0;
+  private readonly progress = new Int32Array(new SharedArrayBuffer(4));
+  /** Messages posted to the thread, in the same count as `progress` (see waitForProgress). */
+  private posted = 0;
   private closing = false;
   private ended = false;
   /** Threads that ended without being asked to (crash, terminate, out of memory). */
@@ -65,6 +73,19 @@ export class AnalyticsWriter {
   /** The live thread, if any; tests use it to kill the thread. */
   get worker(): Worker | undefined {
     return this.thread;
+  }
+
+  /**
+   * Blocks this thread (event loop included) until the writer thread has answered one more message, or
+   * `timeoutMs` passed; returns at once when the thread has nothing to answer. This is backpressure for a
+   * core the request path keeps saturated: the writer runs at the lowest priority and would otherwise get
+   * almost no time there, its backlog growing until rows are dropped. Blocking here gives it the core for
+   * the length of one batch instead.
+   */
+  waitForProgress(timeoutMs: number): void {
+    const answered = Atomics.load(this.progress, 0);
+    if (!this.thread || answered >= this.posted) return;
+    Atomics.wait(this.progress, 0, answered, timeoutMs);
   }
 
   /** Writes the rows in the writer thread; resolves once committed, rejects with the database's error. */
@@ -114,12 +135,16 @@ export class AnalyticsWriter {
       // write on the main thread did.
       if (this.pending.size === 0) thread.ref();
       this.pending.set(id, { resolve, reject });
+      this.posted += 1;
       thread.postMessage(message);
     });
   }
 
   private start(): Worker {
-    const thread = startThread({ storage: this.options.storage });
+    const thread = startThread({
+      storage: this.options.storage,
+      progress: this.progress.buffer as SharedArrayBuffer,
+    });
     thread.unref();
     thread.on('message', (m: WriterReply) => this.onReply(thread, m));
     // Without an 'error' listener an exception in the thread would be rethrown in the host process.
@@ -149,6 +174,8 @@ export class AnalyticsWriter {
 
   private onExit(thread: Worker, code: number): void {
     if (this.thread === thread) this.thread = undefined;
+    // The messages it never answered will never count: start the next thread level with the counter.
+    this.posted = Atomics.load(this.progress, 0);
     const expected = this.closing && this.pending.size === 0;
     if (!expected) {
       this.crashes += 1;

@@ -183,6 +183,33 @@ describe('analytics recorder', () => {
       assert.equal(rec.stats().written, 43);
     });
 
+    it('blocks at most a quarter of each second: a slow database is not allowed to throttle every request', async () => {
+      let clock = 1_000_000;
+      const waits: number[] = [];
+      const finishes: (() => void)[] = [];
+      const rec = new AnalyticsRecorder({
+        write: () => new Promise<void>((resolve) => finishes.push(resolve)),
+        // A writer held up by its database: every wait runs to its timeout.
+        waitForWriter: (timeoutMs) => {
+          waits.push(timeoutMs);
+          clock += timeoutMs;
+        },
+        logger: silentLogger,
+        batchSize: () => 1,
+        flushIntervalMs: () => 600_000,
+        now: () => clock,
+      });
+      rec.push(row(0));
+      await tick();
+      assert.equal(finishes.length, 1, 'one write in flight, never finishing');
+      for (let i = 1; i < 100; i++) rec.push(row(i));
+      assert.deepEqual(waits, [50, 50, 50, 50, 50], '250 ms of waits in this second, then none');
+      clock += 1_000;
+      rec.push(row(100));
+      assert.equal(waits.length, 6, 'a new second, a new budget');
+      assert.equal(rec.stats().dropped, 0);
+    });
+
     it('never waits while the database is failing: an outage buffers rows instead of stalling requests', async () => {
       const { rec, finishes, waits, fail } = slowWriter(2);
       fail();

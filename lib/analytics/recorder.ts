@@ -30,6 +30,13 @@ export interface RecorderOptions {
 
 /** The longest one push() may block for the writer: a stuck writer must not stall requests for long. */
 const BACKPRESSURE_WAIT_MS = 50;
+/**
+ * At most this share of each second is spent blocked for the writer. A writer starved of CPU needs far
+ * less (its rows cost a few percent of a request's CPU); a writer held up by a slow database gains nothing
+ * from waits, and without this cap they would throttle every request to the database's pace. Past it, rows
+ * buffer (and, at maxBufferedRows, are dropped and counted) as they did before backpressure.
+ */
+const BACKPRESSURE_BUDGET_MS_PER_SECOND = 250;
 
 export interface RecorderStats {
   buffered: number;
@@ -53,6 +60,8 @@ export class AnalyticsRecorder {
   private failures = 0;
   private retryAt = 0;
   private droppedUnlogged = 0;
+  private budgetWindowStart = 0;
+  private blockedInWindowMs = 0;
   private readonly counts = { written: 0, dropped: 0, failedWrites: 0, backpressureWaits: 0 };
 
   constructor(private readonly options: RecorderOptions) {
@@ -70,8 +79,9 @@ export class AnalyticsRecorder {
   /**
    * The hot path: O(1) and never throws. It waits only when the writer is healthy but so far behind that
    * the backlog passed `backpressureRows`: then it blocks for one batch of the writer's progress, so that
-   * a saturated core writes its rows instead of dropping them (a database outage never blocks: rows
-   * buffer up to maxBufferedRows).
+   * a saturated core writes its rows instead of dropping them; at most a quarter of each second (a slow
+   * database is not sped up by waiting), and never during a database outage (rows buffer up to
+   * maxBufferedRows).
    */
   push(row: AnalyticsRow): void {
     if (this.closed) {
@@ -89,8 +99,7 @@ export class AnalyticsRecorder {
       this.failures === 0 &&
       this.buffer.length > this.backpressureRows()
     ) {
-      this.counts.backpressureWaits += 1;
-      this.options.waitForWriter(BACKPRESSURE_WAIT_MS);
+      this.waitForWriter(this.options.waitForWriter);
     }
     if (
       this.buffer.length >= this.options.batchSize() &&
@@ -104,6 +113,19 @@ export class AnalyticsRecorder {
         void this.drain(false);
       });
     }
+  }
+
+  private waitForWriter(wait: (timeoutMs: number) => void): void {
+    const start = this.now();
+    if (start - this.budgetWindowStart >= 1000) {
+      this.budgetWindowStart = start;
+      this.blockedInWindowMs = 0;
+    }
+    const left = BACKPRESSURE_BUDGET_MS_PER_SECOND - this.blockedInWindowMs;
+    if (left <= 0) return;
+    this.counts.backpressureWaits += 1;
+    wait(Math.min(BACKPRESSURE_WAIT_MS, left));
+    this.blockedInWindowMs += Math.max(0, this.now() - start);
   }
 
   private backpressureRows(): number {

@@ -108,6 +108,26 @@ function skipOrThrow(mw: Middleware, hook: string, err: unknown, ctx: GatewayCon
   return undefined;
 }
 
+/**
+ * Calls one hook, mapping a throw or a rejection through skipOrThrow (`undefined` means "no change"). The
+ * promise only when the hook answered with one.
+ */
+function guardedHook<T>(
+  mw: Middleware,
+  hook: string,
+  ctx: GatewayContext,
+  call: () => MaybePromise<T>,
+): MaybePromise<T | undefined> {
+  let result: MaybePromise<T>;
+  try {
+    result = call();
+  } catch (err) {
+    return skipOrThrow(mw, hook, err, ctx);
+  }
+  if (result instanceof Promise) return result.catch((err: unknown) => skipOrThrow(mw, hook, err, ctx));
+  return result;
+}
+
 /*
  * The runners below call each hook directly and continue synchronously when it answered synchronously:
  * most middlewares are synchronous, and a promise (and a microtask hop) per hook, per request and per
@@ -124,32 +144,6 @@ function adoptRequest(mw: Middleware, value: ChatRequest | void, ctx: GatewayCon
   }
 }
 
-function runPreRequests(
-  list: readonly Middleware[],
-  from: number,
-  ctx: GatewayContext,
-): void | Promise<void> {
-  for (let i = from; i < list.length; i++) {
-    const mw = list[i]!;
-    if (!mw.preRequest) continue;
-    let result: MaybePromise<ChatRequest | void>;
-    try {
-      result = mw.preRequest(ctx.request, ctx);
-    } catch (err) {
-      result = skipOrThrow(mw, 'preRequest', err, ctx);
-    }
-    if (result instanceof Promise) {
-      return result
-        .catch((err: unknown) => skipOrThrow(mw, 'preRequest', err, ctx))
-        .then((value) => {
-          adoptRequest(mw, value, ctx);
-          return runPreRequests(list, i + 1, ctx);
-        });
-    }
-    adoptRequest(mw, result, ctx);
-  }
-}
-
 function adoptResponse(mw: Middleware, value: ChatResponse | void, ctx: GatewayContext): void {
   if (value) ctx.response = value;
   const problem = checkResponseShape(ctx.response);
@@ -159,44 +153,50 @@ function adoptResponse(mw: Middleware, value: ChatResponse | void, ctx: GatewayC
   }
 }
 
-function runPostResponses(
+/** A hook that rewrites the context's request or response in place, as the chain runner sees it. */
+interface RewriteHook<T> {
+  name: 'preRequest' | 'postResponse';
+  call(mw: Middleware, ctx: GatewayContext): MaybePromise<T | void>;
+  /** Takes the hook's answer into the context, then checks what the context now holds. */
+  adopt(mw: Middleware, value: T | void, ctx: GatewayContext): void;
+}
+
+const PRE_REQUEST: RewriteHook<ChatRequest> = {
+  name: 'preRequest',
+  call: (mw, ctx) => mw.preRequest!(ctx.request, ctx),
+  adopt: adoptRequest,
+};
+
+const POST_RESPONSE: RewriteHook<ChatResponse> = {
+  name: 'postResponse',
+  // Checked by the caller and after every hook.
+  call: (mw, ctx) => mw.postResponse!(ctx.response!, ctx),
+  adopt: adoptResponse,
+};
+
+/** Runs `hook` of `list[from..]` in order, synchronously until one answers with a promise. */
+function runRewriteHooks<T>(
+  hook: RewriteHook<T>,
   list: readonly Middleware[],
   from: number,
   ctx: GatewayContext,
 ): void | Promise<void> {
   for (let i = from; i < list.length; i++) {
     const mw = list[i]!;
-    if (!mw.postResponse) continue;
-    let result: MaybePromise<ChatResponse | void>;
-    try {
-      // Checked by the caller and after every hook.
-      result = mw.postResponse(ctx.response!, ctx);
-    } catch (err) {
-      result = skipOrThrow(mw, 'postResponse', err, ctx);
-    }
+    if (!mw[hook.name]) continue;
+    const result = guardedHook(mw, hook.name, ctx, () => hook.call(mw, ctx));
     if (result instanceof Promise) {
-      return result
-        .catch((err: unknown) => skipOrThrow(mw, 'postResponse', err, ctx))
-        .then((value) => {
-          adoptResponse(mw, value, ctx);
-          return runPostResponses(list, i + 1, ctx);
-        });
+      return result.then((value) => {
+        hook.adopt(mw, value, ctx);
+        return runRewriteHooks(hook, list, i + 1, ctx);
+      });
     }
-    adoptResponse(mw, result, ctx);
+    hook.adopt(mw, result, ctx);
   }
 }
 
 function chunkHook(mw: Middleware, chunk: StreamChunk, ctx: GatewayContext): MaybePromise<ChunkResult> {
-  let result: MaybePromise<ChunkResult>;
-  try {
-    result = mw.onStreamChunk!(chunk, ctx);
-  } catch (err) {
-    return skipOrThrow(mw, 'onStreamChunk', err, ctx);
-  }
-  if (result instanceof Promise) {
-    return result.catch((err: unknown) => skipOrThrow(mw, 'onStreamChunk', err, ctx));
-  }
-  return result;
+  return guardedHook(mw, 'onStreamChunk', ctx, () => mw.onStreamChunk!(chunk, ctx));
 }
 
 function checkedChunk(mw: Middleware, chunk: StreamChunk): StreamChunk {
@@ -258,16 +258,7 @@ async function resumeChunkHooks(
 }
 
 function streamEndHook(mw: Middleware, ctx: GatewayContext): MaybePromise<StreamChunk[] | void> {
-  let result: MaybePromise<StreamChunk[] | void>;
-  try {
-    result = mw.onStreamEnd!(ctx);
-  } catch (err) {
-    return skipOrThrow(mw, 'onStreamEnd', err, ctx);
-  }
-  if (result instanceof Promise) {
-    return result.catch((err: unknown) => skipOrThrow(mw, 'onStreamEnd', err, ctx));
-  }
-  return result;
+  return guardedHook(mw, 'onStreamEnd', ctx, () => mw.onStreamEnd!(ctx));
 }
 
 async function* wrapStream(
@@ -312,7 +303,7 @@ function runResponseHooks(list: readonly Middleware[], ctx: GatewayContext): voi
         { status: 502, ...(typeof provider === 'string' ? { provider } : {}) },
       );
     }
-    return runPostResponses(list, 0, ctx);
+    return runRewriteHooks(POST_RESPONSE, list, 0, ctx);
   } else if (ctx.streamEvents) {
     ctx.streamEvents = wrapStream(ctx.streamEvents, list, ctx);
   }
@@ -355,5 +346,5 @@ export function runMiddlewares(list: readonly Middleware[], ctx: GatewayContext)
     });
   }
   ctx.responseHooks.push((c) => runResponseHooks(reversed, c));
-  return runPreRequests(list, 0, ctx);
+  return runRewriteHooks(PRE_REQUEST, list, 0, ctx);
 }

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import request from 'supertest';
+import { timeOrderedUuid } from '../lib/context.js';
 import { silentLogger } from '../lib/logger.js';
 import type { FakeProvider } from '../lib/testing/fake-server.js';
 import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
@@ -63,8 +64,20 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
       .send({ model: 'openai/gpt-4o-mini', messages: user('hi') })
       .expect(200);
     assert.equal(r.body.model, 'gpt-4o-mini');
-    assert.match(r.headers['x-request-id']!, /^req_[0-9a-f-]{36}$/);
+    // A UUIDv7: version 7, RFC 9562 variant, the arrival time in its first 48 bits.
+    const id = r.headers['x-request-id']!;
+    assert.match(id, /^req_[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    const ms = parseInt(id.slice(4, 12) + id.slice(13, 17), 16);
+    assert.ok(Math.abs(ms - Date.now()) < 60_000, `request id time ${ms} is not now`);
     assert.equal(fake.requests.at(-1)!.body.model, 'gpt-4o-mini');
+  });
+
+  it('generates request ids that sort by time and do not repeat', () => {
+    const ids = [1_000, 1_000, 2_000, 0xffff_ffff_ffff].map((ms) => timeOrderedUuid(ms));
+    assert.equal(new Set(ids).size, ids.length);
+    assert.ok(ids[0]!.startsWith('00000000-03e8-7') && ids[1]!.startsWith('00000000-03e8-7'));
+    assert.ok(ids[1]! < ids[2]! && ids[2]! < ids[3]!, ids.join(' '));
+    assert.ok(ids[3]!.startsWith('ffffffff-ffff-7'));
   });
 
   it('streams unified delta events then a done event with usage and cost', async () => {

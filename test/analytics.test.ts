@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import type { Knex } from 'knex';
 import request from 'supertest';
 import type { AnalyticsSummary } from '../lib/analytics/index.js';
+import type { AnalyticsRow } from '../lib/analytics/rows.js';
 import { REQUESTS_TABLE } from '../lib/analytics/schema.js';
+import { AnalyticsStore } from '../lib/analytics/store.js';
 import type { Gateway } from '../lib/gateway.js';
 import { loadPricingFile } from '../lib/pricing.js';
 import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
@@ -434,6 +436,64 @@ for (const backend of [sqlite, postgres]) {
       const rows = await rowsIn(storage.db);
       assert.equal(rows.length, 6);
       assert.equal(rows.filter((r) => r.kind === 'request' && r.status === 200).length, 3);
+    });
+
+    it('the store writes batches of every size once each, a retried batch adds nothing, and it closes cleanly', async () => {
+      const resolved = {
+        storage: storage.config.storage!,
+        sqlitePath: String(storage.config.sqlite_path ?? ''),
+        postgresUrl: storage.config.postgres_url,
+      };
+      const row = (event: string, attempt: number): AnalyticsRow => ({
+        ts: 1_700_000_000_000 + attempt,
+        kind: attempt === 0 ? 'request' : 'attempt',
+        event_id: event,
+        attempt,
+        request_id: `req_${event}`,
+        user_id: attempt % 2 ? `user-${attempt}` : null,
+        provider: 'openai',
+        model: MODEL,
+        status: 200,
+        error_kind: null,
+        prompt_tokens: attempt,
+        completion_tokens: 2 * attempt,
+        total_tokens: 3 * attempt,
+        cost: attempt / 1000,
+        cost_saved: 0,
+        latency_ms: attempt + 0.5,
+        ttft_ms: attempt % 3 ? null : attempt,
+        cached: attempt % 4 === 0,
+        rate_limited: false,
+        stream: attempt % 5 === 0,
+        attempts: 0,
+      });
+      // More distinct sizes than the store keeps prepared, some repeated, one over a statement's chunk.
+      const sizes = [100, 1, 7, 100, 33, 2, 100, 64, 7, 1, 650];
+      const store = new AnalyticsStore(resolved);
+      let written = 0;
+      for (const [b, size] of sizes.entries()) {
+        const batch = Array.from({ length: size }, (_, i) => row(`batch-${b}`, i));
+        await store.insert(batch);
+        // Written again, as the recorder does when a reply was lost: the unique key drops every copy.
+        if (b % 3 === 0) await store.insert(batch);
+        written += size;
+      }
+      await store.close();
+      const rows = await rowsIn(storage.db);
+      assert.equal(rows.length, written);
+      const last = rows.filter((r) => r.event_id === 'batch-7').sort((a, b) => a.attempt - b.attempt);
+      assert.equal(last.length, 64);
+      const expected = row('batch-7', 33);
+      const got = last[33]!;
+      for (const column of ['request_id', 'user_id', 'total_tokens', 'cost', 'latency_ms', 'ttft_ms'] as const) {
+        assert.equal(got[column], expected[column], column);
+      }
+      assert.equal(Boolean(got.cached), expected.cached);
+      // Closed with no statement left open: the same file opens and writes again.
+      const again = new AnalyticsStore(resolved);
+      await again.insert([row('after-close', 0)]);
+      await again.close();
+      assert.equal((await rowsIn(storage.db)).length, written + 1);
     });
   });
 }

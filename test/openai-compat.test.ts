@@ -9,6 +9,7 @@ import { createOpenAICompatible } from '@ai-sdk/openai-compatible';
 import { generateText, streamText } from 'ai';
 import OpenAI from 'openai';
 import { silentLogger } from '../lib/logger.js';
+import { completionId } from '../lib/openai-compat/response.js';
 import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
 import type { FakeProvider } from '../lib/testing/fake-server.js';
 import type { ProviderType } from '../types/index.js';
@@ -39,6 +40,15 @@ describe('OpenAI-compatible endpoints (/v1) behind unmodified SDKs', function ()
     await Promise.all(Object.values(fakes).map((f) => f.close()));
   });
   afterEach(() => Object.values(fakes).forEach((f) => f.clearFaults()));
+
+  it('gives every completion its own id in OpenAI\'s format, across refills of the id entropy', () => {
+    const ids = Array.from({ length: 500 }, () => completionId());
+    for (const id of ids) assert.match(id, /^chatcmpl-[A-Za-z0-9]{29}$/);
+    assert.equal(new Set(ids).size, ids.length);
+    // Every position draws from the whole alphabet: ids are not a counter or a repeated pool.
+    const letters = new Set(ids.map((id) => id[20]));
+    assert.ok(letters.size > 40, `position 20 took only ${letters.size} values`);
+  });
 
   for (const provider of PROVIDERS) {
     describe(`${provider} behind the gateway`, () => {

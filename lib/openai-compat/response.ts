@@ -2,7 +2,7 @@
  * The unified answer rendered as OpenAI's `chat.completion` object, field for field, so that OpenAI SDKs
  * and the libraries built on them parse it unchanged. The unified tool call is already OpenAI-shaped.
  */
-import { randomBytes } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import type { ChatResponse, FinishReason, ToolCall, Usage } from '../../types/index.js';
 
 export type OpenAIFinishReason = 'stop' | 'length' | 'tool_calls' | 'content_filter';
@@ -22,10 +22,26 @@ export interface CompletionMeta {
 
 const ID_ALPHABET = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
 
+const ID_LENGTH = 29;
+/**
+ * Random bytes for many ids, refilled when spent: a `randomBytes(29)` per answer (an entropy read and a
+ * Buffer each time) cost 2.5-3.4 µs in a loop here and showed as ~20 µs per request in a profile under
+ * load; an id cut from a 64-id refill costs 0.3 µs.
+ */
+const idEntropy = Buffer.alloc(ID_LENGTH * 64);
+let idEntropyUsed = idEntropy.length;
+
 /** `chatcmpl-` and 29 letters or digits, like OpenAI's own ids. */
 export function completionId(): string {
+  if (idEntropyUsed + ID_LENGTH > idEntropy.length) {
+    randomFillSync(idEntropy);
+    idEntropyUsed = 0;
+  }
   let id = 'chatcmpl-';
-  for (const byte of randomBytes(29)) id += ID_ALPHABET[byte % ID_ALPHABET.length];
+  for (let i = idEntropyUsed; i < idEntropyUsed + ID_LENGTH; i++) {
+    id += ID_ALPHABET[idEntropy[i]! % ID_ALPHABET.length];
+  }
+  idEntropyUsed += ID_LENGTH;
   return id;
 }
 

@@ -4,7 +4,7 @@
  *
  * Why not axios-retry: upstream.ts validates every status itself (a 429 is not an axios error), the kind
  * that decides a retry comes from the adapter (Anthropic's 529, Gemini's quota 400), each attempt has its
- * own AbortController deadline, and a stream may only be retried before its first chunk. A retry inside
+ * own deadline, and a stream may only be retried before its first chunk. A retry inside
  * axios would see none of that, nor the circuit breaker and the request deadline, so the loop lives in the
  * route stage and this file only computes when to try again.
  */
@@ -48,8 +48,8 @@ export function sleep(ms: number, signal: AbortSignal | AbortSource): Promise<bo
 
 /**
  * The whole request's deadline: an abort source that fires when the client leaves or the time is up, so
- * that every attempt, backoff and fallback shares one clock. Only a timer and callbacks: each attempt has
- * the one AbortController that axios needs.
+ * that every attempt, backoff and fallback shares one clock. Only a timer and callbacks, like each
+ * attempt's own cancellation (lib/upstream.ts).
  */
 export class Deadline extends AbortCallbacks {
   private readonly timer: NodeJS.Timeout;

@@ -72,6 +72,28 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
     assert.equal(fake.requests.at(-1)!.body.model, 'gpt-4o-mini');
   });
 
+  it('sends the upstream exactly the headers a provider call needs', async () => {
+    await request(app)
+      .post('/ai/chat')
+      .send({ model: 'gpt-4o-mini', messages: user('headers') })
+      .expect(200);
+    const headers = fake.requests.at(-1)!.headers;
+    assert.deepEqual(Object.keys(headers).sort(), [
+      'accept',
+      'accept-encoding',
+      'authorization',
+      'connection',
+      'content-length',
+      'content-type',
+      'host',
+      'user-agent',
+    ]);
+    assert.equal(headers.accept, 'application/json, text/plain, */*');
+    assert.equal(headers['content-type'], 'application/json');
+    assert.equal(headers.connection, 'keep-alive');
+    assert.match(String(headers.authorization), /^Bearer \S+$/);
+  });
+
   it('generates request ids that sort by time and do not repeat', () => {
     const ids = [1_000, 1_000, 2_000, 0xffff_ffff_ffff].map((ms) => timeOrderedUuid(ms));
     assert.equal(new Set(ids).size, ids.length);

@@ -234,6 +234,27 @@ describe('rate limiting', () => {
       assert.equal(store.increment('recent').totalHits, 2, 'the kept bucket still remembers its take');
     });
 
+    it('takes, refuses, refills by time, never mints tokens on a clock going back, and honours a raised limit', () => {
+      const clock = manualClock();
+      // Capacity 6: one token every 10 s.
+      const store = new TokenBucketMemoryStore({ capacity: 6, now: clock.now });
+      for (let i = 1; i <= 6; i++) assert.equal(store.increment('k').totalHits, i);
+      const refused = store.increment('k');
+      assert.equal(refused.totalHits, 7, 'a refusal reports capacity + 1');
+      assert.equal(refused.resetTime!.getTime() - clock.now(), 10_000, 'the next token comes in 10 s');
+      clock.advance(-30_000);
+      assert.equal(store.increment('k').totalHits, 7, 'a clock that went back gives nothing');
+      clock.advance(30_000 + 10_000);
+      assert.equal(store.increment('k').totalHits, 6, 'one token refilled and taken');
+      assert.equal(store.increment('k').totalHits, 7);
+      assert.equal(store.increment('k', 8).totalHits, 7, 'a limit raised by 2 gives 2 tokens at once');
+      assert.equal(store.increment('k', 8).totalHits, 8);
+      assert.equal(store.increment('k', 8).totalHits, 9);
+      store.decrement('k');
+      assert.equal(store.increment('k', 8).totalHits, 8, 'a refund is a token back');
+      assert.equal(store.increment('other').totalHits, 1, 'buckets are per key');
+    });
+
     it('validates its options with messages that say how to fix them', () => {
       assert.throws(
         () => new TokenBucketMemoryStore({ capacity: 0 }),

@@ -111,17 +111,20 @@ export class TokenBucketMemoryStore implements Store {
     return c;
   }
 
-  /** The bucket refilled up to `now`; a missing one is full. */
-  private refill(key: string, capacity: number, now: number): Bucket {
-    const perMs = ratePerMs(capacity, this.refillPerSecond);
-    const b = this.buckets.get(key);
-    if (!b) return { tokens: capacity, updatedAt: now, capacity };
+  /** The tokens in `b` once refilled up to `now` at `capacity`. */
+  private tokensAt(b: Bucket, capacity: number, now: number): number {
     // A clock that goes backwards must not mint tokens.
     const elapsed = Math.max(0, now - b.updatedAt);
     // A raised limit (config reload) is usable at once, as it would be with a fixed window.
     const raised = Math.max(0, capacity - b.capacity);
-    const tokens = Math.min(capacity, b.tokens + raised + elapsed * perMs);
-    return { tokens, updatedAt: Math.max(now, b.updatedAt), capacity };
+    return Math.min(capacity, b.tokens + raised + elapsed * ratePerMs(capacity, this.refillPerSecond));
+  }
+
+  /** The bucket refilled up to `now`, as a copy; a missing one is full. */
+  private refill(key: string, capacity: number, now: number): Bucket {
+    const b = this.buckets.get(key);
+    if (!b) return { tokens: capacity, updatedAt: now, capacity };
+    return { tokens: this.tokensAt(b, capacity, now), updatedAt: Math.max(now, b.updatedAt), capacity };
   }
 
   /** Takes one token when one is there. `capacity` overrides the store's (limits that hot-reload). */
@@ -129,11 +132,20 @@ export class TokenBucketMemoryStore implements Store {
     const cap = this.capacityFor(capacity);
     const now = this.now();
     this.maybeSweep(now);
-    const b = this.refill(this.prefix + key, cap, now);
-    const allowed = b.tokens >= 1;
-    if (allowed) b.tokens -= 1;
-    this.buckets.set(this.prefix + key, b);
-    return bucketInfo(allowed, b.tokens, cap, ratePerMs(cap, this.refillPerSecond), now);
+    const id = this.prefix + key;
+    // Every request takes a token from each of its limits: a held bucket changes in place, no copy.
+    const held = this.buckets.get(id);
+    let tokens = held ? this.tokensAt(held, cap, now) : cap;
+    const allowed = tokens >= 1;
+    if (allowed) tokens -= 1;
+    if (held) {
+      held.tokens = tokens;
+      held.updatedAt = Math.max(now, held.updatedAt);
+      held.capacity = cap;
+    } else {
+      this.buckets.set(id, { tokens, updatedAt: now, capacity: cap });
+    }
+    return bucketInfo(allowed, tokens, cap, ratePerMs(cap, this.refillPerSecond), now);
   }
 
   get(key: string): ClientRateLimitInfo | undefined {

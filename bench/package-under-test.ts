@@ -9,7 +9,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const FROM_SOURCE = process.env.BENCH_FROM_SOURCE === '1';
-const LIB = FROM_SOURCE ? '../lib' : '../dist/lib';
+// BENCH_LIB: another build's lib/, relative to bench/ (`npm run bench:ab` passes its base revision's).
+const LIB = process.env.BENCH_LIB ?? (FROM_SOURCE ? '../lib' : '../dist/lib');
 
 let built = FROM_SOURCE;
 

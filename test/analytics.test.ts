@@ -485,7 +485,14 @@ for (const backend of [sqlite, postgres]) {
       assert.equal(last.length, 64);
       const expected = row('batch-7', 33);
       const got = last[33]!;
-      for (const column of ['request_id', 'user_id', 'total_tokens', 'cost', 'latency_ms', 'ttft_ms'] as const) {
+      for (const column of [
+        'request_id',
+        'user_id',
+        'total_tokens',
+        'cost',
+        'latency_ms',
+        'ttft_ms',
+      ] as const) {
         assert.equal(got[column], expected[column], column);
       }
       assert.equal(Boolean(got.cached), expected.cached);

@@ -41,7 +41,7 @@ describe('OpenAI-compatible endpoints (/v1) behind unmodified SDKs', function ()
   });
   afterEach(() => Object.values(fakes).forEach((f) => f.clearFaults()));
 
-  it('gives every completion its own id in OpenAI\'s format, across refills of the id entropy', () => {
+  it("gives every completion its own id in OpenAI's format, across refills of the id entropy", () => {
     const ids = Array.from({ length: 500 }, () => completionId());
     for (const id of ids) assert.match(id, /^chatcmpl-[A-Za-z0-9]{29}$/);
     assert.equal(new Set(ids).size, ids.length);

@@ -239,8 +239,15 @@ export function createContext(
   );
   const signal = options.signal;
   if (signal) {
-    if (signal.aborted) ctx.abort();
-    else signal.addEventListener('abort', () => ctx.abort(), { once: true });
+    if (signal.aborted) {
+      ctx.abort();
+    } else {
+      const abort = () => ctx.abort();
+      signal.addEventListener('abort', abort, { once: true });
+      // A caller may pass one long-lived signal (its server's shutdown) to every call: each call's listener
+      // goes when the call ends, or they would pile up on it, each holding its finished context.
+      ctx.outcomeHooks.push(() => signal.removeEventListener('abort', abort));
+    }
   }
   return ctx;
 }

@@ -3,6 +3,7 @@
  * and a model without a price costs 0 with one warning.
  */
 import assert from 'node:assert/strict';
+import { getEventListeners } from 'node:events';
 import { GatewayError } from '../lib/errors.js';
 import { Gateway } from '../lib/gateway.js';
 import { silentLogger } from '../lib/logger.js';
@@ -114,6 +115,31 @@ describe('Gateway.chat and Gateway.chatStream (OpenAI fake)', () => {
     } finally {
       await gw.close();
       await slow.close();
+    }
+  });
+
+  it('leaves no listener on a caller signal that outlives its calls, answered, failed or streamed', async () => {
+    const fake = await startFakeOpenAI();
+    const gw = new Gateway({
+      providers: {
+        openai: { api_key: 'test-key', base_url: fake.baseUrl, models: ['gpt-4o-mini'], max_retries: 0 },
+      },
+      cache: { backend: 'disabled' },
+      analytics: { enabled: false },
+      logger: silentLogger,
+    });
+    const shutdown = new AbortController();
+    const chat = { model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content: 'hi' }] };
+    try {
+      for (let i = 0; i < 20; i++) await gw.chat(chat, { signal: shutdown.signal });
+      fake.fault({ status: 500 });
+      await assert.rejects(gw.chat(chat, { signal: shutdown.signal }));
+      fake.clearFaults();
+      for await (const _ of gw.chatStream(chat, { signal: shutdown.signal })) void _;
+      assert.equal(getEventListeners(shutdown.signal, 'abort').length, 0);
+    } finally {
+      await gw.close();
+      await fake.close();
     }
   });
 

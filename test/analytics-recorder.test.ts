@@ -112,13 +112,57 @@ describe('analytics recorder', () => {
     rec.push(row(6));
     await tick();
     await tick();
-    assert.equal(state.calls, 4, 'the failed batch and the two new ones, in batches of 2');
+    // Six rows waiting are more than two batches: one catch-up write takes them all.
+    assert.equal(state.calls, 2, 'the failed batch and the two new ones, in one catch-up write');
     assert.deepEqual(
       written.map((r) => r.ts),
       [1, 2, 3, 4, 5, 6],
     );
     assert.match(logger.text(), /writable again/);
     await rec.close();
+  });
+
+  it('writes a backlog in catch-up writes of up to four batches, and single batches otherwise', async () => {
+    const sizes: number[] = [];
+    let release: (() => void) | undefined;
+    const rec = new AnalyticsRecorder({
+      write: async (rows) => {
+        sizes.push(rows.length);
+        // The first write hangs until released, so that a backlog builds behind it.
+        if (sizes.length === 1) await new Promise<void>((r) => (release = r));
+      },
+      logger: recordingLogger(),
+      batchSize: () => 2,
+      flushIntervalMs: () => 600_000,
+    });
+    for (let i = 0; i < 2; i++) rec.push(row(i));
+    await tick();
+    assert.deepEqual(sizes, [2], 'a full batch goes at once');
+    for (let i = 2; i < 13; i++) rec.push(row(i));
+    release!();
+    await until(() => sizes.reduce((a, b) => a + b, 0) === 13);
+    // Behind the first write: 11 rows, more than two batches, so four at once; the 3 left are not, so
+    // they go one batch at a time.
+    assert.deepEqual(sizes, [2, 8, 2, 1]);
+    await rec.close();
+    assert.deepEqual(sizes, [2, 8, 2, 1]);
+
+    // A large batch_size is not multiplied past one INSERT's 500 rows.
+    const big: number[] = [];
+    const bigRec = new AnalyticsRecorder({
+      write: async (rows) => void big.push(rows.length),
+      logger: recordingLogger(),
+      batchSize: () => 300,
+      flushIntervalMs: () => 600_000,
+    });
+    for (let i = 0; i < 2000; i++) bigRec.push(row(i));
+    await bigRec.close();
+    assert.equal(
+      big.reduce((a, b) => a + b, 0),
+      2000,
+    );
+    assert.ok(Math.max(...big) <= 500, `writes of ${big.join(', ')}`);
+    assert.ok(big.includes(500), `a backlog of 2000 went out in writes of ${big.join(', ')}`);
   });
 
   it('rejects a buffer bound that cannot work, saying what to use', () => {

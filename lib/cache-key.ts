@@ -5,6 +5,7 @@
  */
 import { hash } from 'node:crypto';
 import type { ChatRequest, HashStrategy } from '../types/index.js';
+import { KNOWN_FIELDS } from './validations.js';
 
 /**
  * Bumped whenever the key's inputs or the stored value's shape change, so that a deploy never reads entries
@@ -97,46 +98,36 @@ function messageJson(m: object): string {
   return canonicalJson(m);
 }
 
-/** canonicalJson(messages), or undefined for an array the fast path does not handle (holes, non-objects). */
-function messagesJson(messages: unknown): string | undefined {
+/** A message as the `content` strategies' `[role, content]` pair, as canonicalJson writes it. */
+function pairJson(m: object): string {
+  const { role, content } = m as { role: unknown; content: unknown };
+  return typeof role === 'string' && typeof content === 'string'
+    ? `[${jsonString(role)},${jsonString(content)}]`
+    : canonicalJson([role, content]);
+}
+
+/**
+ * The JSON array of `write(message)` for each message, or undefined for an array the fast path does not
+ * handle (holes, non-objects).
+ */
+function eachMessageJson(messages: unknown, write: (m: object) => string): string | undefined {
   if (!Array.isArray(messages)) return undefined;
   let out = '';
   for (let i = 0; i < messages.length; i++) {
     const m: unknown = messages[i];
     if (typeof m !== 'object' || m === null) return undefined;
-    out += i === 0 ? messageJson(m) : `,${messageJson(m)}`;
+    out += i === 0 ? write(m) : `,${write(m)}`;
   }
   return `[${out}]`;
 }
 
+/** canonicalJson(messages), or undefined. */
+const messagesJson = (messages: unknown) => eachMessageJson(messages, messageJson);
 /** canonicalJson of the `content` strategies' `[role, content]` pairs, or undefined. */
-function pairsJson(messages: unknown): string | undefined {
-  if (!Array.isArray(messages)) return undefined;
-  let out = '';
-  for (let i = 0; i < messages.length; i++) {
-    const m: unknown = messages[i];
-    if (typeof m !== 'object' || m === null) return undefined;
-    const { role, content } = m as { role: unknown; content: unknown };
-    const pair =
-      typeof role === 'string' && typeof content === 'string'
-        ? `[${jsonString(role)},${jsonString(content)}]`
-        : canonicalJson([role, content]);
-    out += i === 0 ? pair : `,${pair}`;
-  }
-  return `[${out}]`;
-}
+const pairsJson = (messages: unknown) => eachMessageJson(messages, pairJson);
 
-/** The fields validation produces that `full_request` hashes, in the order canonicalJson writes them. */
-const REQUEST_FIELDS = [
-  'model',
-  'messages',
-  'max_tokens',
-  'temperature',
-  'top_p',
-  'stop',
-  'tools',
-  'tool_choice',
-].sort();
+/** The fields validation knows that `full_request` hashes, in the order canonicalJson writes them. */
+const REQUEST_FIELDS = [...KNOWN_FIELDS].filter((field) => !NOT_PART_OF_THE_ANSWER.has(field)).sort();
 const REQUEST_FIELD_INDEX = new Map(REQUEST_FIELDS.map((field, i) => [field, i]));
 const REQUEST_FIELD_PREFIX = REQUEST_FIELDS.map((field) => `${jsonString(field)}:`);
 

@@ -128,7 +128,7 @@ export class AbortCallbacks implements AbortSource {
     return () => this.removeAbortListener(listener);
   }
 
-  private removeAbortListener(listener: () => void): void {
+  protected removeAbortListener(listener: () => void): void {
     const listeners = this.listeners;
     const i = listeners ? listeners.indexOf(listener) : -1;
     if (i !== -1) listeners!.splice(i, 1);

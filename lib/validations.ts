@@ -8,7 +8,8 @@ import { InvalidRequestError } from './errors.js';
 import { jsonProblem } from './json-guard.js';
 
 const ROLES = new Set<Role>(['system', 'user', 'assistant', 'tool']);
-const KNOWN_FIELDS = new Set([
+/** The request fields validation knows; others are kept, with a warning. */
+export const KNOWN_FIELDS: ReadonlySet<string> = new Set([
   'model',
   'messages',
   'max_tokens',

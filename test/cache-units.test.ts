@@ -6,8 +6,6 @@
  */
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import fc from 'fast-check';
 import request from 'supertest';
 import { answerFromResponse, answerFromStream, serializeAnswer, splitWords } from '../lib/cache-answer.js';
@@ -17,7 +15,7 @@ import type { Stage } from '../lib/stage.js';
 import { MemoryCacheStore } from '../lib/stores/memory-cache-store.js';
 import { validateChatRequest } from '../lib/validations.js';
 import type { ChatRequest, ChatResponse, HashStrategy } from '../types/index.js';
-import { cacheSuite, user } from './helpers/cache.js';
+import { burst, cacheSuite, user } from './helpers/cache.js';
 import { parseSse } from './helpers/setup.js';
 
 describe('response cache: memory backend from config', () => {
@@ -39,29 +37,11 @@ describe('response cache: memory backend from config', () => {
   // guarantees as any other store, checked on it.
   it('identical requests in flight make one upstream call, the others waiting for it', async () => {
     const { app: a } = build({ cache: { backend: 'memory' } });
-    const server = http.createServer(a).listen(0, '127.0.0.1');
-    await new Promise((r) => server.once('listening', r));
-    const { port } = server.address() as AddressInfo;
     suite.fake.fault({ delayMs: 150, times: 1 });
-    try {
-      const answers = await Promise.all(
-        Array.from({ length: 10 }, () =>
-          fetch(`http://127.0.0.1:${port}/ai/chat`, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json' },
-            body: JSON.stringify({ model: 'gpt-4o-mini', messages: user('burst') }),
-          }).then(async (r) => ({
-            cache: r.headers.get('x-gateway-cache'),
-            body: (await r.json()) as { content: string },
-          })),
-        ),
-      );
-      assert.equal(suite.fake.requests.length, 1);
-      assert.ok(answers.every((r) => r.body.content === 'echo: burst'));
-      assert.deepEqual(answers.map((r) => r.cache).sort(), [...Array(9).fill('HIT'), 'MISS']);
-    } finally {
-      server.close();
-    }
+    const answers = await burst(a, 10, 'burst');
+    assert.equal(suite.fake.requests.length, 1);
+    assert.ok(answers.every((r) => r.body.content === 'echo: burst'));
+    assert.deepEqual(answers.map((r) => r.cache).sort(), [...Array(9).fill('HIT'), 'MISS']);
   });
 
   it('serves each hit its own copy: a hook editing one in place changes nothing for the next', async () => {

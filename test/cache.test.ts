@@ -4,15 +4,13 @@
  * manual clock for memory and a shortened Redis TTL (PEXPIRE) for Redis, so no test sleeps for a TTL.
  */
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import request from 'supertest';
 import type { GatewayOptions } from '../lib/gateway.js';
 import type { Stage } from '../lib/stage.js';
 import { MemoryCacheStore } from '../lib/stores/memory-cache-store.js';
 import { RedisCacheStore } from '../lib/stores/redis-cache-store.js';
 import type { CacheFileConfig, CacheStore } from '../types/index.js';
-import { RUN_PREFIX, cacheSuite, keyOf, until, user } from './helpers/cache.js';
+import { RUN_PREFIX, burst, cacheSuite, keyOf, until, user } from './helpers/cache.js';
 import { REDIS_URL, probeRedis, requireService } from './helpers/services.js';
 import { parseSse } from './helpers/setup.js';
 
@@ -346,32 +344,13 @@ describe('response cache', () => {
 
       it('20 concurrent identical requests make exactly one upstream call', async () => {
         const { app: a } = app();
-        const server = http.createServer(a).listen(0, '127.0.0.1');
-        await new Promise((r) => server.once('listening', r));
-        const { port } = server.address() as AddressInfo;
         // The first upstream answer is slow, so every other request arrives while it is in flight.
         suite.fake.fault({ delayMs: 150, times: 1 });
-        try {
-          const answers = await Promise.all(
-            Array.from({ length: 20 }, () =>
-              fetch(`http://127.0.0.1:${port}/ai/chat`, {
-                method: 'POST',
-                headers: { 'content-type': 'application/json' },
-                body: JSON.stringify({ model: 'gpt-4o-mini', messages: user('burst') }),
-              }).then(async (r) => ({
-                status: r.status,
-                cache: r.headers.get('x-gateway-cache'),
-                body: (await r.json()) as { content: string },
-              })),
-            ),
-          );
-          assert.equal(suite.fake.requests.length, 1);
-          assert.ok(answers.every((r) => r.status === 200 && r.body.content === 'echo: burst'));
-          assert.equal(answers.filter((r) => r.cache === 'MISS').length, 1);
-          assert.equal(answers.filter((r) => r.cache === 'HIT').length, 19);
-        } finally {
-          await new Promise((r) => server.close(r));
-        }
+        const answers = await burst(a, 20, 'burst');
+        assert.equal(suite.fake.requests.length, 1);
+        assert.ok(answers.every((r) => r.status === 200 && r.body.content === 'echo: burst'));
+        assert.equal(answers.filter((r) => r.cache === 'MISS').length, 1);
+        assert.equal(answers.filter((r) => r.cache === 'HIT').length, 19);
       });
 
       it('stores the provider answer before response hooks, and runs them again on a hit', async () => {

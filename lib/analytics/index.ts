@@ -11,7 +11,7 @@ import type { StatsQuery, TimeseriesQuery } from './query.js';
 import { resolveBucket, resolveRange } from './query.js';
 import type { RecentQuery, RecentRequests } from './recent.js';
 import { queryRecent, resolveRecent } from './recent.js';
-import { AnalyticsRecorder, type RecorderStats } from './recorder.js';
+import { AnalyticsRecorder, emptyRecorderStats, type RecorderStats } from './recorder.js';
 import { rowsFromOutcome } from './rows.js';
 import { AnalyticsStore } from './store.js';
 import { AnalyticsWriter } from './writer.js';
@@ -133,9 +133,7 @@ export class Analytics {
   }
 
   stats(): RecorderStats {
-    return (
-      this.recorder?.stats() ?? { buffered: 0, written: 0, dropped: 0, failedWrites: 0, backpressureWaits: 0 }
-    );
+    return this.recorder?.stats() ?? emptyRecorderStats();
   }
 
   /** What the hourly retention job runs: deletes rows older than analytics.retention_days. Never rejects. */

@@ -56,6 +56,11 @@ export interface RecorderStats {
   backpressureWaits: number;
 }
 
+/** The stats of a recorder that has recorded nothing (and of analytics that has no recorder). */
+export function emptyRecorderStats(): RecorderStats {
+  return { buffered: 0, written: 0, dropped: 0, failedWrites: 0, backpressureWaits: 0 };
+}
+
 export class AnalyticsRecorder {
   private buffer: AnalyticsRow[] = [];
   private readonly maxBuffered: number;
@@ -71,7 +76,7 @@ export class AnalyticsRecorder {
   private droppedUnlogged = 0;
   private budgetWindowStart = 0;
   private blockedInWindowMs = 0;
-  private readonly counts = { written: 0, dropped: 0, failedWrites: 0, backpressureWaits: 0 };
+  private readonly counts = emptyRecorderStats();
 
   constructor(private readonly options: RecorderOptions) {
     const max = options.maxBufferedRows ?? 100_000;
@@ -142,7 +147,7 @@ export class AnalyticsRecorder {
   }
 
   stats(): RecorderStats {
-    return { buffered: this.buffer.length, ...this.counts };
+    return { ...this.counts, buffered: this.buffer.length };
   }
 
   /**

@@ -2,6 +2,8 @@
  * Shared pieces of the cache tests: one OpenAI fake per suite (request log reset before each test), hosts
  * built against it and closed after each test, and the cache key of a body as the stage computes it.
  */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { cacheKeyOf } from '../../lib/cache-key.js';
 import type { Gateway, GatewayOptions } from '../../lib/gateway.js';
 import { silentLogger } from '../../lib/logger.js';
@@ -65,4 +67,42 @@ export function cacheSuite() {
     },
     build,
   };
+}
+
+export interface BurstAnswer {
+  status: number;
+  cache: string | null;
+  body: { content: string };
+}
+
+/**
+ * Sends `count` identical chat requests at once over real sockets (supertest would send them one server
+ * at a time) and collects each answer. Make the upstream slow first, so that all arrive while the first
+ * is in flight.
+ */
+export async function burst(
+  app: http.RequestListener,
+  count: number,
+  content: string,
+): Promise<BurstAnswer[]> {
+  const server = http.createServer(app).listen(0, '127.0.0.1');
+  await new Promise((r) => server.once('listening', r));
+  const { port } = server.address() as AddressInfo;
+  try {
+    return await Promise.all(
+      Array.from({ length: count }, () =>
+        fetch(`http://127.0.0.1:${port}/ai/chat`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'gpt-4o-mini', messages: user(content) }),
+        }).then(async (r) => ({
+          status: r.status,
+          cache: r.headers.get('x-gateway-cache'),
+          body: (await r.json()) as { content: string },
+        })),
+      ),
+    );
+  } finally {
+    await new Promise((r) => server.close(r));
+  }
 }

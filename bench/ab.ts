@@ -7,7 +7,9 @@
  * The base revision is checked out as a detached worktree under `.bench-base/` (ignored by git; kept for
  * the next run of the same revision), with this checkout's node_modules linked in, and built there.
  * Environment: AB_PATHS (comma-separated, default `/ai/chat`), AB_ROUNDS (default 7), AB_SECONDS (per
- * build, path and round, default 3), AB_CONNECTIONS (default 32).
+ * build, path and round, default 3), AB_CONNECTIONS (default 32). A path ending in `/stream` runs
+ * AB_STREAMS (default 500) sequential streams on one connection instead of a load; its p50 is the time to
+ * the first chunk and its req/s is streams per second.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
@@ -22,7 +24,7 @@ import {
   pinSelf,
   startServer,
 } from './common.js';
-import { load } from './load.js';
+import { load, streams } from './load.js';
 
 const ROOT = join(BENCH_DIR, '..');
 const revision = process.argv[2];
@@ -34,6 +36,20 @@ const paths = (process.env.AB_PATHS ?? '/ai/chat').split(',').map((p) => p.trim(
 const rounds = Number(process.env.AB_ROUNDS ?? 7);
 const seconds = Number(process.env.AB_SECONDS ?? 3);
 const connections = Number(process.env.AB_CONNECTIONS ?? 32);
+const streamsPerRound = Number(process.env.AB_STREAMS ?? 500);
+const isStream = (path: string) => path.endsWith('/stream');
+
+/** One measurement on one build: requests (or streams) served, per second, and their p50 in ms. */
+async function measure(port: number, path: string, n: number) {
+  if (isStream(path)) {
+    const r = await streams(port, path, n, true);
+    const ttfb = r.ttfb.sort((x, y) => x - y);
+    return { requests: r.streams, rps: r.streams / r.seconds, p50: percentile(ttfb, 50), failed: r.failures };
+  }
+  const r = await load({ port, path, connections, seconds: n, unique: true });
+  const sorted = r.latencies.sort((x, y) => x - y);
+  return { requests: r.requests, rps: r.rps, p50: percentile(sorted, 50), failed: r.non2xx + r.errors };
+}
 
 function git(...args: string[]): string {
   const r = spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' });
@@ -82,7 +98,7 @@ async function main(): Promise<void> {
   // Warm-up: JIT, keep-alive pools.
   for (const b of builds) {
     for (const path of paths) {
-      await load({ port: hosts[b].port, path, connections, seconds: 2, unique: true });
+      await measure(hosts[b].port, path, isStream(path) ? 2000 : 2);
     }
   }
   const samples = new Map<string, Samples>();
@@ -93,20 +109,15 @@ async function main(): Promise<void> {
       for (const b of order) {
         const server = hosts[b];
         const before = cpuMs(server.child.pid);
-        const r = await load({ port: server.port, path, connections, seconds, unique: true });
+        const r = await measure(server.port, path, isStream(path) ? streamsPerRound : seconds);
         const after = cpuMs(server.child.pid);
         const key = `${b} ${path}`;
         const s = samples.get(key) ?? { cpu: [], rps: [], p50: [] };
         if (before !== undefined && after !== undefined) s.cpu.push(((after - before) * 1000) / r.requests);
         s.rps.push(r.rps);
-        s.p50.push(
-          percentile(
-            r.latencies.sort((x, y) => x - y),
-            50,
-          ),
-        );
+        s.p50.push(r.p50);
         samples.set(key, s);
-        if (r.non2xx || r.errors) console.log(`${key}: ${r.non2xx} non-2xx, ${r.errors} errors`);
+        if (r.failed) console.log(`${key}: ${r.failed} failed`);
       }
     }
   }

@@ -2,6 +2,8 @@
  * The floor: a minimal Express 5 app that parses the JSON body, forwards it to the same upstream with the
  * same axios settings the gateway uses (keep-alive agent, maxRedirects 0, no JSON transforms) and relays the
  * answer. Any Express + axios gateway pays at least this; the gateway's own work is what it adds on top.
+ * A body asking for `"stream": true` is relayed as a stream (axios `responseType: 'stream'` piped to the
+ * client), as the gateway receives its upstream streams.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -26,6 +28,19 @@ const app = express();
 app.disable('x-powered-by');
 app.post('/v1/chat/completions', express.json({ limit: '1mb' }), async (req, res, next) => {
   try {
+    if (req.body?.stream === true) {
+      const up = await client.post<NodeJS.ReadableStream>(
+        `${upstream}/v1/chat/completions`,
+        JSON.stringify(req.body),
+        {
+          headers: { 'content-type': 'application/json', authorization: 'Bearer bench-key' },
+          responseType: 'stream',
+        },
+      );
+      res.writeHead(up.status, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      up.data.pipe(res);
+      return;
+    }
     const up = await client.post<string>(`${upstream}/v1/chat/completions`, JSON.stringify(req.body), {
       headers: { 'content-type': 'application/json', authorization: 'Bearer bench-key' },
       responseType: 'text',

@@ -127,6 +127,7 @@ const LATENCY_TARGETS = LOAD_TARGETS.filter((t) =>
 const ALL_STREAM_TARGETS: Target[] = [
   { name: 'upstream', host: 'upstream', path: OPENAI_PATH, unique: true, what: 'direct' },
   { name: 'proxy', host: 'proxy', path: OPENAI_PATH, unique: true, what: 'thin proxy' },
+  { name: 'floor', host: 'floor', path: OPENAI_PATH, unique: true, what: 'Express + axios, piped' },
   { name: 'gateway', host: 'gateway', path: '/ai/chat/stream', unique: true, what: 'default pipeline, miss' },
   {
     name: 'gateway-noan',
@@ -289,16 +290,26 @@ async function main(): Promise<void> {
       '+p50 vs floor': c1.floor ? round3(s.p50 - c1.floor.p50) : undefined,
     };
   });
+  const ttfbP50 = (name: string) => {
+    const a = streamAcc.get(name);
+    return a ? percentile(Float64Array.from(a.ttfb).sort(), 50) : undefined;
+  };
   const streamRows = STREAM_TARGETS.map((t) => {
     const a = streamAcc.get(t.name)!;
     const ttfb = Float64Array.from(a.ttfb).sort();
     const total = Float64Array.from(a.total).sort();
+    const over = (base: string) => {
+      const b = ttfbP50(base);
+      return b === undefined ? undefined : round3(percentile(ttfb, 50) - b);
+    };
     return {
       target: t.name,
       streams: a.ttfb.length,
       failures: a.failures,
       'ttfb p50 ms': round3(percentile(ttfb, 50)),
       'ttfb p99 ms': round3(percentile(ttfb, 99)),
+      '+ttfb vs upstream': over('upstream'),
+      '+ttfb vs floor': over('floor'),
       'stream p50 ms': round3(percentile(total, 50)),
       'chunks/s': Math.round(a.chunks / a.seconds),
     };

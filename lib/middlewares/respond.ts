@@ -58,13 +58,24 @@ async function writeStream(ctx: GatewayContext, res: Response): Promise<void> {
     // Reverse proxies (nginx) buffer responses unless told not to; streams must flow chunk by chunk.
     'X-Accel-Buffering': 'no',
   });
-  res.flushHeaders();
+  // The headers leave with the first event when it is already here (an upstream usually sends its first
+  // event with its own headers): one write to the socket instead of two, ~50 µs sooner to the client. When
+  // it is not, they leave at the next turn of the event loop, so that the client sees the stream open while
+  // the first token is still on its way.
+  let headersWaiting: NodeJS.Immediate | undefined = setImmediate(() => {
+    headersWaiting = undefined;
+    if (!res.destroyed) res.flushHeaders();
+  });
   const events = ctx.streamEvents![Symbol.asyncIterator]();
   try {
     for (;;) {
       if (res.destroyed) break;
       const { value, done } = await events.next();
       if (done) break;
+      if (headersWaiting) {
+        clearImmediate(headersWaiting);
+        headersWaiting = undefined;
+      }
       const ok =
         value.type === 'chunk' ? res.write(sseEvent(value.chunk)) : res.write(sseEvent(value.done, 'done'));
       // A client that reads slowly must slow the upstream down, not make us buffer the answer in memory:
@@ -75,6 +86,7 @@ async function writeStream(ctx: GatewayContext, res: Response): Promise<void> {
     const error = toGatewayError(err);
     if (!res.destroyed) res.write(sseEvent(error.toJSON(ctx.requestId), 'error'));
   } finally {
+    if (headersWaiting) clearImmediate(headersWaiting);
     // Stops the upstream when we leave early (client gone).
     await events.return?.(undefined);
     res.end();

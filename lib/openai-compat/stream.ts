@@ -91,7 +91,7 @@ export async function writeOpenAIStream(
     // Reverse proxies (nginx) buffer responses unless told not to; streams must flow chunk by chunk.
     'X-Accel-Buffering': 'no',
   });
-  res.flushHeaders();
+  // No flushHeaders(): the first chunk is written just below, and the headers leave in the same write.
   const writer = chunkWriter(res, options);
   let completed = false;
   try {

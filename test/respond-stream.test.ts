@@ -1,0 +1,120 @@
+/**
+ * respond() writing a stream. A client that reads slowly must slow the upstream down: respond() stops
+ * pulling events while the socket's buffer is full, instead of buffering the whole answer in memory. The
+ * headers leave with the first event when it is ready, and on their own when it is not.
+ */
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import type { GatewayContext, StreamEvent } from '../lib/context.js';
+import { respond } from '../lib/middlewares/respond.js';
+
+/** Records what respond() does to the response, in order: `flush` for flushHeaders(), then each write. */
+class RecordingResponse extends EventEmitter {
+  destroyed = false;
+  writes: string[] = [];
+  calls: string[] = [];
+  locals: Record<string, unknown> = {};
+  /** False: a socket whose buffer is full after every write, as one to a client that stopped reading. */
+  constructor(readonly writeReturns = true) {
+    super();
+  }
+  writeHead() {
+    return this;
+  }
+  flushHeaders() {
+    this.calls.push('flush');
+  }
+  write(text: string) {
+    this.writes.push(text);
+    this.calls.push('write');
+    return this.writeReturns;
+  }
+  end() {
+    this.calls.push('end');
+    this.emit('finish');
+  }
+}
+
+function respondWith(res: RecordingResponse, events: AsyncGenerator<StreamEvent>): Promise<unknown> {
+  res.locals.gateway = {
+    requestId: 'req_1',
+    streamEvents: events,
+    responseHeaders: {},
+    warnings: [],
+  } as unknown as GatewayContext;
+  const finished = new Promise((r) => res.once('finish', r));
+  respond()({} as never, res as never, (err?: unknown) => {
+    if (err) throw err;
+  });
+  return finished;
+}
+
+const chunk = (delta: string): StreamEvent => ({
+  type: 'chunk',
+  chunk: { delta, provider: 'p', model: 'm' },
+});
+
+describe('respond(): stream backpressure', () => {
+  it('pulls the next event only after the socket drained', async () => {
+    let pulled = 0;
+    async function* events(): AsyncGenerator<StreamEvent> {
+      for (let i = 0; i < 3; i++) {
+        pulled += 1;
+        yield chunk(`c${i}`);
+      }
+    }
+    const res = new RecordingResponse(false);
+    const finished = respondWith(res, events());
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(pulled, 1, 'no second event while the first is unsent');
+    assert.equal(res.writes.length, 1);
+    res.emit('drain');
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(pulled, 2);
+    res.emit('drain');
+    await new Promise((r) => setTimeout(r, 5));
+    res.emit('drain');
+    await finished;
+    assert.equal(pulled, 3);
+    assert.deepEqual(
+      res.writes.map((w) => JSON.parse(w.slice('data: '.length)).delta),
+      ['c0', 'c1', 'c2'],
+    );
+  });
+});
+
+describe('respond(): when the stream headers leave', () => {
+  it('sends them with the first event when it is already there: no separate flush', async () => {
+    async function* events(): AsyncGenerator<StreamEvent> {
+      yield chunk('a');
+      yield chunk('b');
+    }
+    const res = new RecordingResponse();
+    await respondWith(res, events());
+    assert.deepEqual(res.calls, ['write', 'write', 'end']);
+  });
+
+  it('flushes them at once when the first event is slow, so the client sees the stream open', async () => {
+    let release!: () => void;
+    const firstEvent = new Promise<void>((r) => (release = r));
+    async function* events(): AsyncGenerator<StreamEvent> {
+      await firstEvent;
+      yield chunk('a');
+    }
+    const res = new RecordingResponse();
+    const finished = respondWith(res, events());
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(res.calls, ['flush'], 'headers flushed while the first event is still awaited');
+    release();
+    await finished;
+    assert.deepEqual(res.calls, ['flush', 'write', 'end']);
+  });
+
+  it('never flushes after the stream already ended', async () => {
+    async function* events(): AsyncGenerator<StreamEvent> {}
+    const res = new RecordingResponse();
+    await respondWith(res, events());
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(res.calls, ['end']);
+  });
+});

@@ -126,13 +126,21 @@ async function main(): Promise<void> {
   const round1 = (n: number) => Math.round(n);
   const rows = [];
   for (const path of paths) {
+    const base = samples.get(`base ${path}`)!;
     for (const b of builds) {
       const s = samples.get(`${b} ${path}`)!;
+      // The two builds ran back to back in each round: the median of their per-round differences
+      // cancels the machine's drift between rounds, which the medians of each build alone keep.
+      const paired =
+        b === 'tree' && s.cpu.length === base.cpu.length && s.cpu.length
+          ? round1(median(s.cpu.map((c, i) => c - base.cpu[i]!)))
+          : '';
       rows.push({
         build: b,
         path,
         'cpu us/req (median)': s.cpu.length ? round1(median(s.cpu)) : 'n/a',
         'cpu us/req (rounds)': s.cpu.map(round1).join(' '),
+        'tree - base per round (median)': paired,
         'req/s (median)': round1(median(s.rps)),
         'p50 ms': Math.round(median(s.p50) * 1000) / 1000,
       });

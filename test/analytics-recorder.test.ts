@@ -39,6 +39,7 @@ const row = (i: number): AnalyticsRow => ({
   rate_limited: false,
   stream: false,
   attempts: 0,
+  upstream_latency_ms: null,
 });
 
 /** Waits for I/O we cannot step (a SQLite write) to reach `done`, for at most two seconds. */
@@ -286,7 +287,7 @@ describe('analytics disabled, and per-gateway metrics', () => {
     openai: { api_key: 'test-key', base_url: fake.baseUrl, models: ['gpt-4o-mini'] },
   });
 
-  it('builds rows: a cache hit spends nothing, a limiter refusal is flagged, the winner carries the tokens', async () => {
+  it('builds rows: a cache hit spends nothing, a limiter refusal is flagged, the winner is on the request row', async () => {
     const gateway = new Gateway({
       providers: providers(),
       analytics: { enabled: false },
@@ -319,16 +320,66 @@ describe('analytics disabled, and per-gateway metrics', () => {
       status: 500,
       latency_ms: 7,
     });
+    fell.ctx.attempts[1]!.latency_ms = 11;
     const rows = rowsFromOutcome(fell.outcome, fell.ctx);
+    // The failed attempt has a row of its own; the one that answered is stored on the request row.
     assert.deepEqual(
-      rows.map((r) => [r.kind, r.attempt, r.provider, r.error_kind, r.total_tokens, r.cost]),
+      rows.map((r) => [
+        r.kind,
+        r.attempt,
+        r.provider,
+        r.error_kind,
+        r.total_tokens,
+        r.cost,
+        r.upstream_latency_ms,
+      ]),
       [
-        ['request', 0, 'openai', null, 5, 0.01],
-        ['attempt', 1, 'first', 'server_error', 0, 0],
-        ['attempt', 2, 'openai', null, 5, 0.01],
+        ['request', 0, 'openai', null, 5, 0.01, 11],
+        ['attempt', 1, 'first', 'server_error', 0, 0, null],
       ],
     );
     assert.equal(new Set(rows.map((r) => r.event_id)).size, 1);
+    await gateway.close();
+  });
+
+  it('stores an answering attempt on its request row only when that row says all it would', async () => {
+    const gateway = new Gateway({
+      providers: providers(),
+      analytics: { enabled: false },
+      logger: silentLogger,
+    });
+    const shape = (rows: AnalyticsRow[]) =>
+      rows.map((r) => [r.kind, r.attempt, r.provider, r.model, r.status, r.upstream_latency_ms]);
+
+    const one = craft(gateway, { latency: 9 });
+    one.ctx.attempts[0]!.latency_ms = 6;
+    assert.deepEqual(shape(rowsFromOutcome(one.outcome, one.ctx)), [
+      ['request', 0, 'openai', 'gpt-4o-mini', 200, 6],
+    ]);
+
+    // No answer: every attempt keeps its row, and nothing is folded.
+    const failed = craft(gateway, {
+      provider: 'openai',
+      error: new GatewayError('server_error', 'down', { status: 502 }),
+    });
+    assert.deepEqual(shape(rowsFromOutcome(failed.outcome, failed.ctx)), [
+      ['request', 0, 'openai', 'gpt-4o-mini', 502, null],
+      ['attempt', 1, 'openai', 'gpt-4o-mini', 500, null],
+    ]);
+
+    // An attempt whose model or status the request row does not repeat keeps its own row.
+    const renamed = craft(gateway, {});
+    renamed.ctx.attempts[0]!.model = 'gpt-4o-mini-2024-07-18';
+    assert.deepEqual(shape(rowsFromOutcome(renamed.outcome, renamed.ctx)), [
+      ['request', 0, 'openai', 'gpt-4o-mini', 200, null],
+      ['attempt', 1, 'openai', 'gpt-4o-mini-2024-07-18', 200, null],
+    ]);
+    const created = craft(gateway, {});
+    created.ctx.attempts[0]!.status = 201;
+    assert.deepEqual(shape(rowsFromOutcome(created.outcome, created.ctx)), [
+      ['request', 0, 'openai', 'gpt-4o-mini', 200, null],
+      ['attempt', 1, 'openai', 'gpt-4o-mini', 201, null],
+    ]);
     await gateway.close();
   });
 
@@ -367,8 +418,9 @@ describe('analytics disabled, and per-gateway metrics', () => {
     const ask = (content: string) => a.chat({ model: 'gpt-4o-mini', messages: [{ role: 'user', content }] });
     try {
       await ask('one');
+      // One row: the request, its one attempt stored on it.
       assert.deepEqual(a.analytics.stats(), {
-        buffered: 2,
+        buffered: 1,
         written: 0,
         dropped: 0,
         failedWrites: 0,
@@ -382,10 +434,10 @@ describe('analytics disabled, and per-gateway metrics', () => {
       a.reload(config(1));
       await ask('two');
       // A full batch is written without waiting for the (10 minute) timer.
-      await until(() => a.analytics.stats().written === 4);
+      await until(() => a.analytics.stats().written === 2);
       assert.deepEqual(a.analytics.stats(), {
         buffered: 0,
-        written: 4,
+        written: 2,
         dropped: 0,
         failedWrites: 0,
         backpressureWaits: 0,

@@ -77,10 +77,11 @@ describe('analytics writer thread', () => {
     assert.ok(thread, 'the writer thread is running');
     assert.notEqual(thread.threadId, 0);
     assert.equal(internals(gateway.analytics).store.opened, false);
-    assert.deepEqual(await countRows(path), { rows: 6, distinct: 6 });
+    // One row per request: each answering attempt is stored on its request row.
+    assert.deepEqual(await countRows(path), { rows: 3, distinct: 3 });
     assert.deepEqual(gateway.analytics.stats(), {
       buffered: 0,
-      written: 6,
+      written: 3,
       dropped: 0,
       failedWrites: 0,
       backpressureWaits: 0,
@@ -93,7 +94,7 @@ describe('analytics writer thread', () => {
     assert.equal(await g.analytics.flush(), true);
     await chat('two');
     await chat('three');
-    assert.equal(g.analytics.stats().buffered, 4);
+    assert.equal(g.analytics.stats().buffered, 2);
     const thread = writer.worker!;
     const exited = new Promise<number>((resolve) => thread.once('exit', resolve));
     await g.close();
@@ -101,7 +102,7 @@ describe('analytics writer thread', () => {
     await exited;
     assert.equal(writer.worker, undefined);
     assert.equal(writer.crashes, 0, 'a thread ended by close() is not a crash');
-    assert.deepEqual(await countRows(path), { rows: 6, distinct: 6 });
+    assert.deepEqual(await countRows(path), { rows: 3, distinct: 3 });
   });
 
   it('a thread that dies is logged and replaced; every buffered row is written once; requests go on', async () => {
@@ -118,14 +119,14 @@ describe('analytics writer thread', () => {
     assert.match(logger.text(), /Analytics writer thread stopped unexpectedly/);
     assert.equal(writer.crashes, 1);
     assert.equal(writer.worker, undefined);
-    assert.equal(g.analytics.stats().buffered, acknowledged ? 0 : 8, 'unacknowledged rows stay buffered');
+    assert.equal(g.analytics.stats().buffered, acknowledged ? 0 : 4, 'unacknowledged rows stay buffered');
     // Requests are untouched by the writer's fate.
     for (let i = 0; i < 2; i++) assert.equal((await chat(`after ${i}`)).provider, 'openai');
     assert.equal(await g.analytics.flush(), true);
     assert.ok(writer.worker && writer.worker !== first, 'a new thread took over');
-    assert.deepEqual(await countRows(path), { rows: 18, distinct: 18 });
+    assert.deepEqual(await countRows(path), { rows: 9, distinct: 9 });
     const stats = g.analytics.stats();
-    assert.deepEqual([stats.buffered, stats.written, stats.dropped], [0, 18, 0]);
+    assert.deepEqual([stats.buffered, stats.written, stats.dropped], [0, 9, 0]);
     assert.equal(stats.failedWrites, acknowledged ? 0 : 1);
   });
 
@@ -249,6 +250,7 @@ describe('analytics writer thread', () => {
       rate_limited: n % 2 === 1,
       stream: n % 2 === 0,
       attempts: n + 11,
+      upstream_latency_ms: n + 12,
     });
     const rows = [row(0), row(1)];
     assert.deepEqual(Object.keys(rows[0]!).sort(), [...COLUMNS].sort(), 'COLUMNS names every field');

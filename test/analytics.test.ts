@@ -8,8 +8,9 @@ import type { Knex } from 'knex';
 import request from 'supertest';
 import type { AnalyticsSummary } from '../lib/analytics/index.js';
 import type { AnalyticsRow } from '../lib/analytics/rows.js';
-import { REQUESTS_TABLE } from '../lib/analytics/schema.js';
+import { REQUESTS_TABLE, migrateUpTo } from '../lib/analytics/schema.js';
 import { AnalyticsStore } from '../lib/analytics/store.js';
+import { GatewayError } from '../lib/errors.js';
 import type { Gateway } from '../lib/gateway.js';
 import { loadPricingFile } from '../lib/pricing.js';
 import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
@@ -221,7 +222,15 @@ for (const backend of [sqlite, postgres]) {
       // Nothing stored, logged or answered holds the key or the messages.
       const rows = await rowsIn(storage.db);
       assert.equal(rows.filter((r) => r.kind === 'request').length, 10);
-      assert.equal(rows.filter((r) => r.kind === 'attempt').length, 10);
+      // Every upstream attempt has a row of its own except the one that answered, stored on its request row.
+      const answered = known.filter((k) => !k.error && (k.attempts?.length ?? 0) > 0).length;
+      const attempts = known.reduce((n, k) => n + (k.attempts?.length ?? 0), 0);
+      assert.equal(attempts, 10);
+      assert.equal(rows.filter((r) => r.kind === 'attempt').length, attempts - answered);
+      assert.equal(
+        rows.filter((r) => r.kind === 'request' && r.upstream_latency_ms !== null).length,
+        answered,
+      );
       const everything = JSON.stringify(rows) + logger.text() + JSON.stringify(s);
       assert.ok(!everything.includes(KEY), 'no secret anywhere');
       assert.ok(!everything.includes(MARKER), 'no message content anywhere');
@@ -248,6 +257,17 @@ for (const backend of [sqlite, postgres]) {
         metrics.text,
         /gateway_upstream_attempts_total\{provider="openai",model="gpt-4o-mini",outcome="server_error"\} 2\n/,
       );
+      // Answering attempts are stored on their request rows; the counter still counts each one.
+      for (const provider of ['openai', 'backup']) {
+        const ok = known.flatMap((k) => k.attempts ?? []).filter(([p, failed]) => p === provider && !failed);
+        assert.ok(ok.length > 0);
+        assert.ok(
+          metrics.text.includes(
+            `gateway_upstream_attempts_total{provider="${provider}",model="${MODEL}",outcome="ok"} ${ok.length}\n`,
+          ),
+          `${provider}: ${ok.length} ok attempts`,
+        );
+      }
       assert.match(
         metrics.text,
         /gateway_time_to_first_token_seconds_count\{provider="openai",model="gpt-4o-mini"\} 2\n/,
@@ -368,20 +388,20 @@ for (const backend of [sqlite, postgres]) {
         const { ctx, outcome } = craft(gateway!, { user: 'r', at: now - days * DAY, provider });
         gateway!.analytics.recordOutcome(outcome, ctx);
       };
-      for (const d of [100, 95, 91]) at(d); // 3 request rows + 3 attempt rows
+      for (const d of [100, 95, 91]) at(d); // one row each: the answering attempt is on the request row
       at(60);
       at(1);
       assert.equal(await gateway!.analytics.flush(), true);
-      assert.equal((await rowsIn(storage.db)).length, 10);
-      assert.equal(await gateway!.analytics.purgeOlderThan(new Date(now - 90 * DAY), { batchSize: 4 }), 6);
+      assert.equal((await rowsIn(storage.db)).length, 5);
+      assert.equal(await gateway!.analytics.purgeOlderThan(new Date(now - 90 * DAY), { batchSize: 2 }), 3);
       const left = await rowsIn(storage.db);
       assert.deepEqual(
         [...new Set(left.map((r) => Math.round((now - Number(r.ts)) / DAY)))].sort((a, b) => a - b),
         [1, 60],
       );
       // The scheduled job applies analytics.retention_days.
-      assert.equal(await gateway!.analytics.applyRetention(), 2);
-      assert.equal((await rowsIn(storage.db)).length, 2);
+      assert.equal(await gateway!.analytics.applyRetention(), 1);
+      assert.equal((await rowsIn(storage.db)).length, 1);
     });
 
     it('loses no row while the database is down, and never slows or fails requests meanwhile', async () => {
@@ -398,17 +418,17 @@ for (const backend of [sqlite, postgres]) {
         await outage.down();
         for (let i = 0; i < 5; i++) assert.equal((await chat()).status, 200);
         assert.equal(await gateway!.analytics.flush(), false);
-        assert.equal(gateway!.analytics.stats().buffered, 10);
+        assert.equal(gateway!.analytics.stats().buffered, 5);
         assert.ok(gateway!.analytics.stats().failedWrites >= 1);
         assert.match(logger.text(), /Analytics write failed/);
         await outage.restore();
         assert.equal(await gateway!.analytics.flush(), true);
         const rows = await rowsIn(storage.db);
         assert.equal(rows.filter((r) => r.kind === 'request').length, 6);
-        assert.equal(rows.length, 12, 'every row once: a retried batch is not written twice');
+        assert.equal(rows.length, 6, 'every row once: a retried batch is not written twice');
         assert.deepEqual(gateway!.analytics.stats(), {
           buffered: 0,
-          written: 12,
+          written: 6,
           dropped: 0,
           failedWrites: gateway!.analytics.stats().failedWrites,
           backpressureWaits: 0,
@@ -421,6 +441,56 @@ for (const backend of [sqlite, postgres]) {
       }
     });
 
+    it('a database an earlier version wrote upgrades in place; its attempt rows count as before', async () => {
+      // As the version before upstream_latency_ms left it: one row per request and one per attempt.
+      await migrateUpTo(storage.db, '001_create_gateway_requests');
+      const ts = Date.now() - 60_000;
+      const old = {
+        ts,
+        event_id: 'old-1',
+        request_id: 'req_old',
+        provider: 'openai',
+        model: MODEL,
+        status: 200,
+      };
+      await storage.db(REQUESTS_TABLE).insert([
+        { ...old, kind: 'request', attempt: 0, latency_ms: 15, attempts: 1 },
+        { ...old, kind: 'attempt', attempt: 1, latency_ms: 10, attempts: 0 },
+      ]);
+      host();
+      const answered = craft(gateway!, { user: 'new', latency: 25 });
+      answered.ctx.attempts[0]!.latency_ms = 20;
+      gateway!.analytics.recordOutcome(answered.outcome, answered.ctx);
+      const failure = new GatewayError('server_error', 'down', { status: 502 });
+      const failed = craft(gateway!, { provider: 'openai', latency: 30, error: failure });
+      gateway!.analytics.recordOutcome(failed.outcome, failed.ctx);
+
+      const s = summaryOf(await gateway!.analytics.summary({ period: '24h' }));
+      assert.equal(s.total_requests, 3);
+      // The old attempt row, the answering attempt on the new request row, and the failed attempt's row.
+      assert.deepEqual(
+        s.upstream_by_provider.map((u) => [u.name, u.attempts, u.errors]),
+        [['openai', 3, 1]],
+      );
+      closeEnough(s.upstream_by_provider[0]!.avg_latency_ms, (10 + 20 + 30) / 3, 'avg upstream latency');
+      const mine = summaryOf(await gateway!.analytics.summary({ period: '24h', user: 'new' }));
+      assert.deepEqual(
+        mine.upstream_by_provider.map((u) => [u.name, u.attempts, u.errors, u.avg_latency_ms]),
+        [['openai', 1, 0, 20]],
+      );
+      const rows = await rowsIn(storage.db);
+      assert.deepEqual(
+        rows.map((r) => [r.kind, r.event_id === 'old-1', r.upstream_latency_ms]),
+        [
+          ['request', true, null],
+          ['attempt', true, null],
+          ['request', false, 20],
+          ['request', false, null],
+          ['attempt', false, null],
+        ],
+      );
+    });
+
     it('gateway.close() writes what is still buffered', async () => {
       const { app } = host({ batch_size: 1000 });
       for (let i = 0; i < 3; i++) {
@@ -429,12 +499,12 @@ for (const backend of [sqlite, postgres]) {
           .send(body(`closing time ${i}`))
           .expect(200);
       }
-      assert.equal(gateway!.analytics.stats().buffered, 6);
+      assert.equal(gateway!.analytics.stats().buffered, 3);
       assert.equal((await rowsIn(storage.db)).length, 0);
       await gateway!.close();
       gateway = undefined;
       const rows = await rowsIn(storage.db);
-      assert.equal(rows.length, 6);
+      assert.equal(rows.length, 3);
       assert.equal(rows.filter((r) => r.kind === 'request' && r.status === 200).length, 3);
     });
 
@@ -466,6 +536,7 @@ for (const backend of [sqlite, postgres]) {
         rate_limited: false,
         stream: attempt % 5 === 0,
         attempts: 0,
+        upstream_latency_ms: attempt % 2 ? attempt + 0.25 : null,
       });
       // More distinct sizes than the store keeps prepared, some repeated, one over a statement's chunk.
       const sizes = [100, 1, 7, 100, 33, 2, 100, 64, 7, 1, 650];
@@ -492,6 +563,7 @@ for (const backend of [sqlite, postgres]) {
         'cost',
         'latency_ms',
         'ttft_ms',
+        'upstream_latency_ms',
       ] as const) {
         assert.equal(got[column], expected[column], column);
       }

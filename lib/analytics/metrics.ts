@@ -190,17 +190,21 @@ export class GatewayMetrics {
     if (r.cached) this.plain.cacheHits += 1;
     if (r.cost_saved > 0) this.plain.costSaved += r.cost_saved;
     if (r.rate_limited) this.plain.rateLimited += 1;
+    // The answering attempt, when it is stored on the request row rather than as a row of its own.
+    if (r.upstream_latency_ms !== null) this.countAttempt(s, 'ok');
     for (let i = 1; i < rows.length; i++) {
       const a = rows[i]!;
-      const as = this.seriesOf(a.provider ?? 'none', a.model ?? 'none');
-      const outcome = a.error_kind ?? 'ok';
-      let cell = as.attempts.get(outcome);
-      if (!cell) {
-        cell = this.attemptCells.add({ provider: as.provider, model: as.model, outcome });
-        as.attempts.set(outcome, cell);
-      }
-      cell.value += 1;
+      this.countAttempt(this.seriesOf(a.provider ?? 'none', a.model ?? 'none'), a.error_kind ?? 'ok');
     }
+  }
+
+  private countAttempt(s: Series, outcome: string): void {
+    let cell = s.attempts.get(outcome);
+    if (!cell) {
+      cell = this.attemptCells.add({ provider: s.provider, model: s.model, outcome });
+      s.attempts.set(outcome, cell);
+    }
+    cell.value += 1;
   }
 
   /** Bounded like the series themselves: only providers and models that served are labels. */

@@ -1,5 +1,8 @@
 /**
- * What analytics stores: one row per request and one per upstream attempt, built from the final outcome.
+ * What analytics stores, built from the final outcome: one row per request, and one per upstream attempt
+ * that did not produce the answer (a failure, a retry, a fallback). The attempt that answered is stored on
+ * its request row (`upstream_latency_ms`): it repeats that row's provider, model, status, tokens and cost,
+ * and a second row for it doubled the writes of every request (~30 µs of CPU per request, bench/RESULTS.md).
  * Rows carry counts, ids and timings only: never message content, never a key or a header.
  */
 import { randomBytes } from 'node:crypto';
@@ -39,6 +42,11 @@ export interface AnalyticsRow {
   stream: boolean;
   /** Request rows: how many upstream attempts it took (0 when none was made). */
   attempts: number;
+  /**
+   * Request rows whose answer came from an upstream: that attempt's own latency, the attempt being stored
+   * on this row rather than as a row of its own. Null otherwise, and on rows written before this column.
+   */
+  upstream_latency_ms: number | null;
 }
 
 /** The table's columns in the order the writer thread binds them: a row travels as its values alone. */
@@ -64,6 +72,7 @@ export const COLUMNS = [
   'rate_limited',
   'stream',
   'attempts',
+  'upstream_latency_ms',
 ] as const satisfies readonly (keyof AnalyticsRow)[];
 
 export type RowValue = AnalyticsRow[(typeof COLUMNS)[number]];
@@ -99,6 +108,7 @@ export function rowValues(rows: readonly AnalyticsRow[]): RowValue[] {
       r.rate_limited,
       r.stream,
       r.attempts,
+      r.upstream_latency_ms,
     );
   }
   return out;
@@ -159,11 +169,26 @@ export function rowsFromOutcome(outcome: RequestOutcome, ctx: GatewayContext): A
       ctx.locals.rateLimited === true || (outcome.error?.kind === 'rate_limit' && attempts.length === 0),
     stream: ctx.stream,
     attempts: attempts.length,
+    upstream_latency_ms: null,
   };
   if (attempts.length === 0) return [request];
+  // The answering attempt folds into the request row when that row already says everything it would:
+  // same provider, model and status (the answer's tokens and cost are the request's).
+  let folded = -1;
+  if (answer !== undefined && last && !last.error_kind) {
+    if (
+      clip(last.provider) === request.provider &&
+      clip(last.model) === request.model &&
+      (last.status ?? null) === request.status
+    ) {
+      folded = attempts.length - 1;
+      request.upstream_latency_ms = last.latency_ms;
+    }
+  }
   const rows = [request];
   // A plain loop and a full literal: no closure per request, and every row has the request row's shape.
   for (let i = 0; i < attempts.length; i++) {
+    if (i === folded) continue;
     const a = attempts[i]!;
     // The attempt that produced the answer carries its tokens and cost; failed ones spent nothing.
     const won = !a.error_kind && i === attempts.length - 1 && answer !== undefined;
@@ -189,6 +214,7 @@ export function rowsFromOutcome(outcome: RequestOutcome, ctx: GatewayContext): A
       rate_limited: false,
       stream: request.stream,
       attempts: 0,
+      upstream_latency_ms: null,
     });
   }
   return rows;

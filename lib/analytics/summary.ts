@@ -120,8 +120,17 @@ async function breakdown(db: Knex, range: ResolvedRange, column: string): Promis
   }));
 }
 
+/**
+ * Every upstream attempt: the attempt rows, and the answering attempts stored on their request rows
+ * (`upstream_latency_ms` set; see rows.ts). Older request rows leave it null and have attempt rows instead.
+ */
 async function upstreamBreakdown(db: Knex, range: ResolvedRange): Promise<UpstreamBreakdown[]> {
-  const rows: any[] = await scoped(db, 'attempt', range)
+  const attempts = scoped(db, 'attempt', range).select('provider', 'error_kind', 'latency_ms');
+  const answering = scoped(db, 'request', range)
+    .whereNotNull('upstream_latency_ms')
+    .select('provider', 'error_kind', db.raw('upstream_latency_ms as latency_ms'));
+  const rows: any[] = await db
+    .from(attempts.unionAll(answering).as('upstream'))
     .select(
       db.raw('provider as name'),
       db.raw('count(*) as attempts'),

@@ -6,7 +6,7 @@
  *
  * The base revision is checked out as a detached worktree under `.bench-base/` (ignored by git; kept for
  * the next run of the same revision), with this checkout's node_modules linked in, and built there.
- * Environment: AB_PATHS (comma-separated, default `/ai/chat`), AB_ROUNDS (default 7), AB_SECONDS (per
+ * Environment: AB_PATHS (comma-separated, default `/ai/chat`), AB_ROUNDS (default 8), AB_SECONDS (per
  * build, path and round, default 3), AB_CONNECTIONS (default 32). A path ending in `/stream` runs
  * AB_STREAMS (default 500) sequential streams on one connection instead of a load; its p50 is the time to
  * the first chunk and its req/s is streams per second.
@@ -33,7 +33,8 @@ if (!revision) {
   process.exit(2);
 }
 const paths = (process.env.AB_PATHS ?? '/ai/chat').split(',').map((p) => p.trim());
-const rounds = Number(process.env.AB_ROUNDS ?? 7);
+// Even: each build goes first in half the rounds.
+const rounds = Number(process.env.AB_ROUNDS ?? 8);
 const seconds = Number(process.env.AB_SECONDS ?? 3);
 const connections = Number(process.env.AB_CONNECTIONS ?? 32);
 const streamsPerRound = Number(process.env.AB_STREAMS ?? 500);
@@ -101,6 +102,20 @@ async function main(): Promise<void> {
       await measure(hosts[b].port, path, isStream(path) ? 2000 : 2);
     }
   }
+  /**
+   * Waits (at most 5 s) until neither host is busy: a load leaves work behind (the analytics backlog, GC)
+   * that would otherwise run on the shared core during the next build's load and count against it.
+   */
+  const settle = async () => {
+    const pids = Object.values(hosts).map((h) => h.child.pid);
+    const busy = () => pids.reduce<number>((n, pid) => n + (cpuMs(pid) ?? 0), 0);
+    for (let i = 0, last = busy(); i < 50; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      const now = busy();
+      if (now - last < 5) return;
+      last = now;
+    }
+  };
   const samples = new Map<string, Samples>();
   for (let round = 0; round < rounds; round++) {
     // Alternating which build goes first keeps a within-round trend from favouring one.
@@ -108,6 +123,7 @@ async function main(): Promise<void> {
     for (const path of paths) {
       for (const b of order) {
         const server = hosts[b];
+        await settle();
         const before = cpuMs(server.child.pid);
         const r = await measure(server.port, path, isStream(path) ? streamsPerRound : seconds);
         const after = cpuMs(server.child.pid);

@@ -22,6 +22,7 @@ import {
   median,
   percentile,
   pinSelf,
+  settle,
   startServer,
 } from './common.js';
 import { load, streams } from './load.js';
@@ -102,20 +103,8 @@ async function main(): Promise<void> {
       await measure(hosts[b].port, path, isStream(path) ? 2000 : 2);
     }
   }
-  /**
-   * Waits (at most 5 s) until neither host is busy: a load leaves work behind (the analytics backlog, GC)
-   * that would otherwise run on the shared core during the next build's load and count against it.
-   */
-  const settle = async () => {
-    const pids = Object.values(hosts).map((h) => h.child.pid);
-    const busy = () => pids.reduce<number>((n, pid) => n + (cpuMs(pid) ?? 0), 0);
-    for (let i = 0, last = busy(); i < 50; i++) {
-      await new Promise((r) => setTimeout(r, 100));
-      const now = busy();
-      if (now - last < 5) return;
-      last = now;
-    }
-  };
+  // Both builds share the core under test: each load starts once neither is busy.
+  const hostPids = Object.values(hosts).map((h) => h.child.pid);
   const samples = new Map<string, Samples>();
   for (let round = 0; round < rounds; round++) {
     // Alternating which build goes first keeps a within-round trend from favouring one.
@@ -123,7 +112,7 @@ async function main(): Promise<void> {
     for (const path of paths) {
       for (const b of order) {
         const server = hosts[b];
-        await settle();
+        await settle(hostPids);
         const before = cpuMs(server.child.pid);
         const r = await measure(server.port, path, isStream(path) ? streamsPerRound : seconds);
         const after = cpuMs(server.child.pid);

@@ -42,6 +42,22 @@ export function cpuMs(pid: number | undefined): number | undefined {
 }
 const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100;
 
+/**
+ * Waits (at most 5 s) until none of the processes is busy. A load leaves work behind (the gateway's
+ * analytics backlog, GC) that would otherwise run during the next load and count against its target:
+ * every gateway target of a bench shares one process.
+ */
+export async function settle(pids: readonly (number | undefined)[]): Promise<void> {
+  const busy = () => pids.reduce<number>((n, pid) => n + (cpuMs(pid) ?? 0), 0);
+  for (let i = 0, last = busy(); i < 50; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = busy();
+    // Under 5 ms of CPU in 100 ms: idle but for timers.
+    if (now - last < 5) return;
+    last = now;
+  }
+}
+
 export function pinSelf(core: string): boolean {
   if (!canPin) return false;
   // -a: every thread of this process, libuv's pool included.

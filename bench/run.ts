@@ -24,6 +24,7 @@ import {
   median,
   percentile,
   pinSelf,
+  settle,
   startServer,
   type Server,
 } from './common.js';
@@ -224,8 +225,10 @@ async function main(): Promise<void> {
   );
   const port = (t: Target) => servers.get(t.host)!.port;
   /** Runs a load and measures the CPU the target's process spent on it. */
+  const underTest = ['proxy', 'floor', 'gateway'].map((h) => servers.get(h as Host)!.child.pid);
   const measured = async (t: Target, connections: number, seconds: number) => {
     const pid = servers.get(t.host)!.child.pid;
+    await settle(underTest);
     const before = cpuMs(pid);
     const r = await load({ port: port(t), path: t.path, connections, seconds, unique: t.unique });
     const after = cpuMs(pid);
@@ -251,7 +254,10 @@ async function main(): Promise<void> {
       const { r, cpu } = await measured(t, 1, SECONDS_1);
       add(at1, t.name, r, cpu);
     }
-    for (const t of rot(STREAM_TARGETS)) addStream(t.name, await streams(port(t), t.path, STREAMS, t.unique));
+    for (const t of rot(STREAM_TARGETS)) {
+      await settle(underTest);
+      addStream(t.name, await streams(port(t), t.path, STREAMS, t.unique));
+    }
     console.log(`round ${round}/${ROUNDS} done`);
   }
 

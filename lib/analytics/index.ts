@@ -1,8 +1,9 @@
 /**
  * `gateway.analytics`: records one row per request and one per upstream attempt that did not answer (the
- * answering attempt is stored on its request row; see rows.ts), through the "analytics" stage's outcome hook, keeps Prometheus metrics, and answers summary and timeseries queries. Created once
- * per Gateway; `enabled` and storage settings apply at start (a reload keeps them), batch and retention
- * settings are read at run time.
+ * answering attempt is stored on its request row; see rows.ts) through the "analytics" stage's outcome
+ * hook, keeps Prometheus metrics, and answers summary and timeseries queries. Created once per Gateway;
+ * `enabled` and storage settings apply at start (a reload keeps them), batch and retention settings are
+ * read at run time.
  */
 import type { Logger, ResolvedConfig } from '../../types/index.js';
 import type { GatewayContext, RequestOutcome } from '../context.js';

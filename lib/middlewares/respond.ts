@@ -59,9 +59,9 @@ async function writeStream(ctx: GatewayContext, res: Response): Promise<void> {
     'X-Accel-Buffering': 'no',
   });
   // The headers leave with the first event when it is already here (an upstream usually sends its first
-  // event with its own headers): one write to the socket instead of two, ~50 µs sooner to the client. When
-  // it is not, they leave at the next turn of the event loop, so that the client sees the stream open while
-  // the first token is still on its way.
+  // event with its own headers): one write to the socket instead of two. When it is not, they leave at the
+  // next turn of the event loop, so that the client sees the stream open while the first token is still on
+  // its way.
   let headersWaiting: NodeJS.Immediate | undefined = setImmediate(() => {
     headersWaiting = undefined;
     if (!res.destroyed) res.flushHeaders();

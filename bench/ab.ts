@@ -136,18 +136,22 @@ async function main(): Promise<void> {
       const s = samples.get(`${b} ${path}`)!;
       // The two builds ran back to back in each round: the median of their per-round differences
       // cancels the machine's drift between rounds, which the medians of each build alone keep.
-      const paired =
-        b === 'tree' && s.cpu.length === base.cpu.length && s.cpu.length
-          ? round1(median(s.cpu.map((c, i) => c - base.cpu[i]!)))
-          : '';
+      const pairedMedian = (mine: number[], theirs: number[]) =>
+        b === 'tree' && mine.length === theirs.length && mine.length
+          ? median(mine.map((v, i) => v - theirs[i]!))
+          : undefined;
+      const paired = pairedMedian(s.cpu, base.cpu);
+      const pairedP50 = pairedMedian(s.p50, base.p50);
       rows.push({
         build: b,
         path,
         'cpu us/req (median)': s.cpu.length ? round1(median(s.cpu)) : 'n/a',
         'cpu us/req (rounds)': s.cpu.map(round1).join(' '),
-        'tree - base per round (median)': paired,
+        'tree - base per round (median)': paired === undefined ? '' : round1(paired),
         'req/s (median)': round1(median(s.rps)),
         'p50 ms': Math.round(median(s.p50) * 1000) / 1000,
+        'p50 tree - base per round (median)':
+          pairedP50 === undefined ? '' : Math.round(pairedP50 * 1000) / 1000,
       });
     }
   }

@@ -3,6 +3,7 @@
  * packets, several in one, CRLF endings, comments, keep-alives); adapters only ever see whole events.
  * SSE goes through eventsource-parser; NDJSON is one JSON value per line.
  */
+import type { ServerResponse } from 'node:http';
 import { createParser } from 'eventsource-parser';
 import type { UpstreamEvent } from './providers/adapter.js';
 
@@ -68,4 +69,15 @@ export function createFrameParser(framing: 'sse' | 'ndjson'): FrameParser {
 /** Writes one SSE event. Data is JSON, so it never contains a raw newline that would break the framing. */
 export function sseEvent(data: unknown, event?: string): string {
   return `${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(data)}\n\n`;
+}
+
+/**
+ * Sends what a stream wrote so far now, instead of at the end of the tick. Node holds a response's writes
+ * until then to send them in one go: when an upstream read delivers many events at once, the first token
+ * would otherwise wait until every one of them is parsed and re-framed. Called once, after the first event;
+ * the rest still leave together.
+ */
+export function sendNow(res: ServerResponse): void {
+  const socket = res.socket;
+  if (socket?.writableCorked) socket.uncork();
 }

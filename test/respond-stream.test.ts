@@ -1,12 +1,17 @@
 /**
  * respond() writing a stream. A client that reads slowly must slow the upstream down: respond() stops
  * pulling events while the socket's buffer is full, instead of buffering the whole answer in memory. The
- * headers leave with the first event when it is ready, and on their own when it is not.
+ * headers leave with the first event when it is ready, and on their own when it is not; the first event
+ * leaves at once, before the events that arrived with it are written. The same for the OpenAI-compatible
+ * stream writer.
  */
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { GatewayContext, StreamEvent } from '../lib/context.js';
 import { respond } from '../lib/middlewares/respond.js';
+import { writeOpenAIStream } from '../lib/openai-compat/stream.js';
 
 /** Records what respond() does to the response, in order: `flush` for flushHeaders(), then each write. */
 class RecordingResponse extends EventEmitter {
@@ -116,5 +121,89 @@ describe('respond(): when the stream headers leave', () => {
     await respondWith(res, events());
     await new Promise((r) => setImmediate(r));
     assert.deepEqual(res.calls, ['end']);
+  });
+});
+
+/**
+ * Serves one stream of a first chunk and 20 more that are all there at once (one upstream read), and
+ * reports what the socket still held when the stream was asked for the second event.
+ */
+async function firstEventSent(
+  write: (ctx: GatewayContext, res: http.ServerResponse) => Promise<void>,
+): Promise<{ held: { corked: number; buffered: number } | undefined; body: string }> {
+  let held: { corked: number; buffered: number } | undefined;
+  const server = http.createServer((_req, res) => {
+    async function* events(): AsyncGenerator<StreamEvent> {
+      yield chunk('first');
+      // Still the tick the first event was written in.
+      held = { corked: res.socket!.writableCorked, buffered: res.socket!.writableLength };
+      for (let i = 0; i < 20; i++) yield chunk(`more${i}`);
+      yield {
+        type: 'done',
+        done: {
+          provider: 'p',
+          model: 'm',
+          finish_reason: 'stop',
+          usage: { prompt_tokens: 1, completion_tokens: 21, total_tokens: 22 },
+        },
+      } as StreamEvent;
+    }
+    const ctx = {
+      requestId: 'req_1',
+      streamEvents: events(),
+      responseHeaders: {},
+      warnings: [],
+    } as unknown as GatewayContext;
+    void write(ctx, res);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const { port } = server.address() as AddressInfo;
+    const body = await new Promise<string>((resolve, reject) => {
+      http
+        .get({ host: '127.0.0.1', port, path: '/' }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (s: string) => (text += s));
+          res.on('end', () => resolve(text));
+        })
+        .on('error', reject);
+    });
+    return { held, body };
+  } finally {
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+}
+
+describe('streams: the first event leaves at once', () => {
+  it('respond(): sent before the events that arrived with it are written', async () => {
+    const { held, body } = await firstEventSent(
+      (ctx, res) =>
+        new Promise<void>((resolve) => {
+          Object.assign(res, { locals: { gateway: ctx } });
+          res.once('finish', () => resolve());
+          respond()({} as never, res as never, (err?: unknown) => {
+            if (err) throw err;
+          });
+        }),
+    );
+    assert.deepEqual(held, { corked: 0, buffered: 0 });
+    const deltas = [...body.matchAll(/"delta":"([^"]+)"/g)].map((m) => m[1]);
+    assert.deepEqual(deltas, ['first', ...Array.from({ length: 20 }, (_, i) => `more${i}`)]);
+    assert.match(body, /event: done/);
+  });
+
+  it('the OpenAI-compatible stream: the same', async () => {
+    const { held, body } = await firstEventSent((ctx, res) =>
+      writeOpenAIStream(ctx, res as never, {
+        meta: { id: 'chatcmpl-1', created: 1 },
+        includeUsage: false,
+        headers: {},
+      }),
+    );
+    assert.deepEqual(held, { corked: 0, buffered: 0 });
+    const contents = [...body.matchAll(/"content":"([^"]*)"/g)].map((m) => m[1]);
+    assert.deepEqual(contents, ['first', ...Array.from({ length: 20 }, (_, i) => `more${i}`)]);
+    assert.match(body, /data: \[DONE\]\n\n$/);
   });
 });

@@ -7,7 +7,7 @@ import type { RequestHandler, Response } from 'express';
 import type { GatewayContext } from '../context.js';
 import { finishContext } from '../context.js';
 import { toGatewayError } from '../errors.js';
-import { sseEvent } from '../sse.js';
+import { sendNow, sseEvent } from '../sse.js';
 import { contextOf } from '../stage.js';
 
 /** Header values must be printable ASCII; anything a client or provider put in them is cleaned here. */
@@ -67,6 +67,7 @@ async function writeStream(ctx: GatewayContext, res: Response): Promise<void> {
     if (!res.destroyed) res.flushHeaders();
   });
   const events = ctx.streamEvents![Symbol.asyncIterator]();
+  let first = true;
   try {
     for (;;) {
       if (res.destroyed) break;
@@ -78,6 +79,10 @@ async function writeStream(ctx: GatewayContext, res: Response): Promise<void> {
       }
       const ok =
         value.type === 'chunk' ? res.write(sseEvent(value.chunk)) : res.write(sseEvent(value.done, 'done'));
+      if (first) {
+        first = false;
+        sendNow(res);
+      }
       // A client that reads slowly must slow the upstream down, not make us buffer the answer in memory:
       // stop pulling until the socket drains (or closes).
       if (!ok && !res.destroyed) await drained(res);

@@ -7,7 +7,7 @@ import type { Response } from 'express';
 import type { StreamDone, ToolCall } from '../../types/index.js';
 import type { GatewayContext, StreamEvent } from '../context.js';
 import { GatewayError, toGatewayError } from '../errors.js';
-import { sseEvent } from '../sse.js';
+import { sendNow, sseEvent } from '../sse.js';
 import { toOpenAIError } from './errors.js';
 import type { CompletionMeta, OpenAIFinishReason } from './response.js';
 import { toOpenAIFinishReason, toOpenAIToolCalls, toOpenAIUsage } from './response.js';
@@ -95,9 +95,14 @@ export async function writeOpenAIStream(
   const writer = chunkWriter(res, options);
   let completed = false;
   try {
+    let first = true;
     for (;;) {
       if (res.destroyed || next.done) break;
       writer.event(next.value);
+      if (first) {
+        first = false;
+        sendNow(res);
+      }
       if (next.value.type === 'done') completed = true;
       next = await events.next();
     }

@@ -2,18 +2,13 @@ import assert from 'node:assert/strict';
 import request from 'supertest';
 import { silentLogger } from '../lib/logger.js';
 import type { StreamPart, Target } from '../lib/providers/adapter.js';
-import {
-  anthropic,
-  convertAnthropicUsage,
-  mapAnthropicStopReason,
-  type AnthropicStreamState,
-} from '../lib/providers/anthropic.js';
+import { anthropic, convertAnthropicUsage, mapAnthropicStopReason } from '../lib/providers/anthropic.js';
 import { convertToAnthropicMessages } from '../lib/providers/anthropic-messages.js';
-import { createFrameParser } from '../lib/sse.js';
 import { startFakeAnthropic } from '../lib/testing/fake-anthropic.js';
 import type { FakeProvider, FakeProviderOptions } from '../lib/testing/fake-server.js';
 import type { ChatRequest, ResolvedProvider } from '../types/index.js';
-import { hostApp, parseSse } from './helpers/setup.js';
+import { hostApp, itMapsUpstreamErrors, parseSse } from './helpers/setup.js';
+import { assertEverySplit } from './helpers/stream-parts.js';
 
 const MODEL = 'claude-sonnet-4-20250514';
 /** pricing.yaml, anthropic/claude-sonnet-4-20250514, dollars per million tokens. */
@@ -373,22 +368,8 @@ describe('anthropic adapter: parseResponse, stop reasons, usage', () => {
   });
 });
 
-/** Runs raw upstream bytes, cut in two at `at`, through the framing and the adapter, as lib/upstream.ts does. */
-function partsOf(bytes: Uint8Array, at: number): StreamPart[] {
-  const framing = createFrameParser(anthropic.streamFraming);
-  const state: AnthropicStreamState = anthropic.createStreamState();
-  const parts: StreamPart[] = [];
-  for (const piece of [bytes.subarray(0, at), bytes.subarray(at)]) {
-    for (const ev of framing.push(piece)) parts.push(...anthropic.parseStreamEvent(ev, state));
-  }
-  for (const ev of framing.end()) parts.push(...anthropic.parseStreamEvent(ev, state));
-  parts.push(...(anthropic.endStream?.(state) ?? []));
-  return parts;
-}
-
 function assertEveryBoundary(raw: string, expected: StreamPart[]): void {
-  const bytes = new TextEncoder().encode(raw);
-  for (let i = 0; i <= bytes.length; i++) assert.deepEqual(partsOf(bytes, i), expected, `split at byte ${i}`);
+  assertEverySplit(anthropic, new TextEncoder().encode(raw), expected);
 }
 
 async function rawStream(options: FakeProviderOptions, content: string): Promise<string> {
@@ -684,24 +665,17 @@ describe('anthropic adapter end to end through the gateway', () => {
     }
   });
 
-  const faults: [number, number, string][] = [
-    [400, 400, 'invalid_request'],
-    [401, 502, 'authentication'],
-    [429, 429, 'rate_limit'],
-    [500, 502, 'server_error'],
-    [529, 502, 'server_error'],
-  ];
-  for (const [upstream, status, type] of faults) {
-    it(`answers an upstream ${upstream} with ${status} ${type}, streamed or not`, async () => {
-      for (const path of ['/ai/chat', '/ai/chat/stream']) {
-        fake.fault({ status: upstream, times: 1 });
-        const res = await request(app).post(path).send(hello).expect(status);
-        assert.equal(res.body.error.type, type, path);
-        assert.equal(res.body.error.provider, 'anthropic');
-        assert.match(res.body.error.message, /^anthropic: /);
-      }
-    });
-  }
+  itMapsUpstreamErrors(
+    'anthropic',
+    [
+      [400, 400, 'invalid_request'],
+      [401, 502, 'authentication'],
+      [429, 429, 'rate_limit'],
+      [500, 502, 'server_error'],
+      [529, 502, 'server_error'],
+    ],
+    () => ({ app, fake, body: hello }),
+  );
 
   it('falls back to the next provider on a 529 and on an overloaded error before the first text', async () => {
     const backup = await startFakeAnthropic({ reply: () => 'from backup' });

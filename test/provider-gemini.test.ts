@@ -4,7 +4,6 @@ import { GatewayError } from '../lib/errors.js';
 import { silentLogger } from '../lib/logger.js';
 import type { StreamPart, Target } from '../lib/providers/adapter.js';
 import { convertGeminiUsage, gemini, mapGeminiFinishReason } from '../lib/providers/gemini.js';
-import { createFrameParser } from '../lib/sse.js';
 import {
   GEMINI_BLOCK_PROMPT_TRIGGER,
   GEMINI_UNSAFE_ANSWER_TRIGGER,
@@ -13,6 +12,7 @@ import {
 import type { FakeProvider } from '../lib/testing/fake-server.js';
 import type { ChatRequest, ResolvedProvider } from '../types/index.js';
 import { hostApp, parseSse } from './helpers/setup.js';
+import { assertEverySplit, streamPartsOf } from './helpers/stream-parts.js';
 
 const MODEL = 'gemini-2.5-flash';
 
@@ -469,23 +469,7 @@ describe('gemini adapter: stream bytes split at every boundary', () => {
     return new Uint8Array(await res.arrayBuffer());
   }
 
-  function partsOf(pieces: Uint8Array[]): StreamPart[] {
-    const framing = createFrameParser(gemini.streamFraming);
-    const state = gemini.createStreamState();
-    const parts: StreamPart[] = [];
-    for (const piece of pieces) {
-      for (const ev of framing.push(piece)) parts.push(...gemini.parseStreamEvent(ev, state));
-    }
-    for (const ev of framing.end()) parts.push(...gemini.parseStreamEvent(ev, state));
-    parts.push(...(gemini.endStream?.(state) ?? []));
-    return parts;
-  }
-
-  function assertEverySplit(bytes: Uint8Array, expected: StreamPart[]) {
-    for (let i = 0; i <= bytes.length; i++) {
-      assert.deepEqual(partsOf([bytes.subarray(0, i), bytes.subarray(i)]), expected, `split at byte ${i}`);
-    }
-  }
+  const partsOf = (pieces: Uint8Array[]): StreamPart[] => streamPartsOf(gemini, pieces);
 
   it('parses a text stream (with multi-byte characters and \\r\\n\\r\\n framing) identically', async () => {
     const bytes = await rawStream(fake, 'héllo wörld ✓');
@@ -506,7 +490,7 @@ describe('gemini adapter: stream bytes split at every boundary', () => {
       type: 'usage',
       usage: { prompt_tokens: 3, total_tokens: 3, cached_prompt_tokens: 1 },
     });
-    assertEverySplit(bytes, whole);
+    assertEverySplit(gemini, bytes, whole);
   });
 
   it('parses a function-call stream identically', async () => {
@@ -525,7 +509,7 @@ describe('gemini adapter: stream bytes split at every boundary', () => {
       },
       { type: 'finish', finish_reason: 'tool_calls' },
     ]);
-    assertEverySplit(bytes, whole);
+    assertEverySplit(gemini, bytes, whole);
   });
 });
 

@@ -15,10 +15,10 @@ import {
   ollama,
   parseOllamaError,
 } from '../lib/providers/ollama.js';
-import { createFrameParser } from '../lib/sse.js';
 import { startFakeOllama } from '../lib/testing/fake-ollama.js';
 import type { FakeProvider, FakeProviderOptions } from '../lib/testing/fake-server.js';
-import { hostApp, parseSse } from './helpers/setup.js';
+import { hostApp, itMapsUpstreamErrors, parseSse } from './helpers/setup.js';
+import { assertEverySplit, streamPartsOf } from './helpers/stream-parts.js';
 
 const MODEL = 'llama3.2';
 
@@ -57,17 +57,7 @@ const weatherTool = {
 };
 
 /** Parses a whole stream body fed to the frame parser in the pieces given. */
-function partsOf(pieces: (Uint8Array | string)[]): StreamPart[] {
-  const framing = createFrameParser(ollama.streamFraming);
-  const state = ollama.createStreamState();
-  const parts: StreamPart[] = [];
-  for (const piece of pieces) {
-    for (const ev of framing.push(piece)) parts.push(...ollama.parseStreamEvent(ev, state));
-  }
-  for (const ev of framing.end()) parts.push(...ollama.parseStreamEvent(ev, state));
-  parts.push(...(ollama.endStream?.(state) ?? []));
-  return parts;
-}
+const partsOf = (pieces: (Uint8Array | string)[]): StreamPart[] => streamPartsOf(ollama, pieces);
 
 /** The raw NDJSON bytes the fake streams for one request, fetched without the gateway. */
 async function rawStream(options: FakeProviderOptions, body: Record<string, unknown>): Promise<Uint8Array> {
@@ -313,13 +303,9 @@ describe('ollama adapter: stream parsing', () => {
       const expected = partsOf([bytes]);
       assert.ok(expected.some((p) => p.type === 'finish'));
       assert.ok(expected.some((p) => p.type === 'usage'));
-      for (let i = 0; i <= bytes.length; i++) {
-        assert.deepEqual(partsOf([bytes.subarray(0, i), bytes.subarray(i)]), expected, `split at ${i}`);
-      }
+      assertEverySplit(ollama, bytes, expected);
       const crlf = new TextEncoder().encode(new TextDecoder().decode(bytes).replace(/\n/g, '\r\n'));
-      for (let i = 0; i <= crlf.length; i++) {
-        assert.deepEqual(partsOf([crlf.subarray(0, i), crlf.subarray(i)]), expected, `CRLF split at ${i}`);
-      }
+      assertEverySplit(ollama, crlf, expected, 'CRLF split');
     });
   }
 
@@ -490,26 +476,17 @@ describe('ollama adapter: through the gateway against the fake', () => {
     }
   });
 
-  const faults: [number, number, string][] = [
-    [400, 400, 'invalid_request'],
-    [401, 502, 'authentication'],
-    [429, 429, 'rate_limit'],
-    [500, 502, 'server_error'],
-    [503, 502, 'server_error'],
-  ];
-  for (const [upstream, status, kind] of faults) {
-    it(`answers an upstream ${upstream} with ${status} ${kind}, streaming or not`, async () => {
-      fake.fault({ status: upstream, message: `fault ${upstream}`, times: 2 });
-      const res = await request(app).post('/ai/chat').send({ model: MODEL, messages });
-      assert.equal(res.status, status);
-      assert.equal(res.body.error.type, kind);
-      assert.equal(res.body.error.provider, 'ollama');
-      assert.match(res.body.error.message, new RegExp(`fault ${upstream}`));
-      const stream = await request(app).post('/ai/chat/stream').send({ model: MODEL, messages });
-      assert.equal(stream.status, status);
-      assert.equal(stream.body.error.type, kind);
-    });
-  }
+  itMapsUpstreamErrors(
+    'ollama',
+    [
+      [400, 400, 'invalid_request'],
+      [401, 502, 'authentication'],
+      [429, 429, 'rate_limit'],
+      [500, 502, 'server_error'],
+      [503, 502, 'server_error'],
+    ],
+    () => ({ app, fake, body: { model: MODEL, messages } }),
+  );
 
   it('reports an unknown model and a wrong base URL (text 404) as not_found', async () => {
     const unknown = await request(hostApp(config(fake.baseUrl, { models: ['does-not-exist'] })).app)

@@ -2,10 +2,13 @@
  * Shared test helpers: a host app that mounts the gateway router against fake providers, and a logger that
  * records every line so tests can assert on (and sweep) what was logged.
  */
+import assert from 'node:assert/strict';
 import express from 'express';
+import request from 'supertest';
 import type { Gateway, GatewayInput } from '../../lib/gateway.js';
 import { createGatewayRouter } from '../../lib/router.js';
 import type { RouterOptions } from '../../lib/router.js';
+import type { FakeProvider } from '../../lib/testing/fake-server.js';
 import type { Logger } from '../../types/index.js';
 
 export interface RecordedLog {
@@ -41,6 +44,32 @@ export function hostApp(config: GatewayInput | Gateway, options?: RouterOptions)
   const router = createGatewayRouter(input as GatewayInput | Gateway, options);
   app.use('/ai', router);
   return { app, router, gateway: router.gateway };
+}
+
+/**
+ * One test per `[upstream status, gateway status, error type]`: the provider's fake answers the status with
+ * its own error JSON, and the gateway answers `/ai/chat` and `/ai/chat/stream` alike with the status and
+ * the provider-agnostic error, naming the provider and relaying the provider's message. `setup` is called
+ * inside each test, after the suite's `before` hooks have started the fake and built the app.
+ */
+export function itMapsUpstreamErrors(
+  provider: string,
+  cases: [upstream: number, status: number, type: string][],
+  setup: () => { app: express.Express; fake: FakeProvider; body: object },
+): void {
+  for (const [upstream, status, type] of cases) {
+    it(`answers an upstream ${upstream} with ${status} ${type}, streamed or not`, async () => {
+      const { app, fake, body } = setup();
+      for (const path of ['/ai/chat', '/ai/chat/stream']) {
+        fake.fault({ status: upstream, message: `fault ${upstream}`, times: 1 });
+        const res = await request(app).post(path).send(body);
+        assert.equal(res.status, status, path);
+        assert.equal(res.body.error.type, type, path);
+        assert.equal(res.body.error.provider, provider, path);
+        assert.match(res.body.error.message, new RegExp(`^${provider}: .*fault ${upstream}`), path);
+      }
+    });
+  }
 }
 
 /** Parses a `text/event-stream` body into events. */

@@ -14,32 +14,13 @@ import type { Gateway } from '../lib/gateway.js';
 import { silentLogger } from '../lib/logger.js';
 import { startFakeOpenAI } from '../lib/testing/fake-openai.js';
 import type { FakeProvider } from '../lib/testing/fake-server.js';
-import { craft, postgres, sqlite, type Storage } from './helpers/analytics.js';
+import { RECENT_FIELDS, craft, postgres, sqlite, type Storage } from './helpers/analytics.js';
 import { hostApp, recordingLogger } from './helpers/setup.js';
 
 const KEY = 'sk-recent-secret-key-0123456789abcdef';
 const ADMIN = 'admin-recent-key-0123456789abcdef';
 const MARKER = 'okapinarwhal';
 const MODEL = 'gpt-4o-mini';
-
-const FIELDS = [
-  'cached',
-  'completion_tokens',
-  'cost',
-  'cost_saved',
-  'error_kind',
-  'latency_ms',
-  'model',
-  'prompt_tokens',
-  'provider',
-  'rate_limited',
-  'request_id',
-  'status',
-  'stream',
-  'time',
-  'ttft_ms',
-  'user',
-];
 
 function rowsOf(r: RecentRequests | { enabled: false }): RecentRequest[] {
   assert.equal(r.enabled, true);
@@ -120,7 +101,7 @@ for (const backend of [sqlite, postgres]) {
         rows.map((r) => r.request_id),
         [...ids].reverse(),
       );
-      for (const r of rows) assert.deepEqual(Object.keys(r).sort(), FIELDS);
+      for (const r of rows) assert.deepEqual(Object.keys(r).sort(), RECENT_FIELDS);
       const [newest, hit, failed, oldest] = rows;
       assert.deepEqual(newest, {
         time: new Date(now - 1000).toISOString(),

@@ -31,6 +31,29 @@ export interface CraftOptions {
   error?: GatewayError;
 }
 
+/**
+ * The fields of a `recent()` entry and of the dashboard's latest requests, sorted: ids, counts, timings and
+ * flags, exactly (anything else could be content or a secret).
+ */
+export const RECENT_FIELDS = [
+  'cached',
+  'completion_tokens',
+  'cost',
+  'cost_saved',
+  'error_kind',
+  'latency_ms',
+  'model',
+  'prompt_tokens',
+  'provider',
+  'rate_limited',
+  'request_id',
+  'status',
+  'stream',
+  'time',
+  'ttft_ms',
+  'user',
+];
+
 /** A context and outcome as the pipeline would produce them, for `analytics.recordOutcome()`. */
 export function craft(gateway: Gateway, o: CraftOptions): { ctx: GatewayContext; outcome: RequestOutcome } {
   const model = o.model ?? 'gpt-4o-mini';

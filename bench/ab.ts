@@ -9,7 +9,8 @@
  * Environment: AB_PATHS (comma-separated, default `/ai/chat`), AB_ROUNDS (default 8), AB_SECONDS (per
  * build, path and round, default 3), AB_CONNECTIONS (default 32). A path ending in `/stream` runs
  * AB_STREAMS (default 500) sequential streams on one connection instead of a load; its p50 is the time to
- * the first chunk and its req/s is streams per second.
+ * the first chunk and its req/s is streams per second. AB_SAME=1 sends the same request every time (cache
+ * hits after the first) instead of distinct ones.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
@@ -40,6 +41,7 @@ const seconds = Number(process.env.AB_SECONDS ?? 3);
 const connections = Number(process.env.AB_CONNECTIONS ?? 32);
 const streamsPerRound = Number(process.env.AB_STREAMS ?? 500);
 const isStream = (path: string) => path.endsWith('/stream');
+const unique = process.env.AB_SAME !== '1';
 
 /** One measurement on one build: requests (or streams) served, per second, and their p50 in ms. */
 async function measure(port: number, path: string, n: number) {
@@ -48,7 +50,7 @@ async function measure(port: number, path: string, n: number) {
     const ttfb = r.ttfb.sort((x, y) => x - y);
     return { requests: r.streams, rps: r.streams / r.seconds, p50: percentile(ttfb, 50), failed: r.failures };
   }
-  const r = await load({ port, path, connections, seconds: n, unique: true });
+  const r = await load({ port, path, connections, seconds: n, unique });
   const sorted = r.latencies.sort((x, y) => x - y);
   return { requests: r.requests, rps: r.rps, p50: percentile(sorted, 50), failed: r.non2xx + r.errors };
 }

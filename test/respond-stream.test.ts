@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import request from 'supertest';
 import type { GatewayContext, StreamEvent } from '../lib/context.js';
 import { respond } from '../lib/middlewares/respond.js';
 import { writeOpenAIStream } from '../lib/openai-compat/stream.js';
@@ -40,13 +40,21 @@ class RecordingResponse extends EventEmitter {
   }
 }
 
-function respondWith(res: RecordingResponse, events: AsyncGenerator<StreamEvent>): Promise<unknown> {
-  res.locals.gateway = {
+/** What a stream writer reads of the context: the events, and no extra headers or warnings. */
+function contextWith(events: AsyncGenerator<StreamEvent>): GatewayContext {
+  return {
     requestId: 'req_1',
     streamEvents: events,
     responseHeaders: {},
     warnings: [],
   } as unknown as GatewayContext;
+}
+
+function respondWith(
+  res: EventEmitter & { locals: Record<string, unknown> },
+  events: AsyncGenerator<StreamEvent>,
+): Promise<unknown> {
+  res.locals.gateway = contextWith(events);
   const finished = new Promise((r) => res.once('finish', r));
   respond()({} as never, res as never, (err?: unknown) => {
     if (err) throw err;
@@ -129,10 +137,10 @@ describe('respond(): when the stream headers leave', () => {
  * reports what the socket still held when the stream was asked for the second event.
  */
 async function firstEventSent(
-  write: (ctx: GatewayContext, res: http.ServerResponse) => Promise<void>,
+  write: (events: AsyncGenerator<StreamEvent>, res: http.ServerResponse) => void,
 ): Promise<{ held: { corked: number; buffered: number } | undefined; body: string }> {
   let held: { corked: number; buffered: number } | undefined;
-  const server = http.createServer((_req, res) => {
+  const handler = (_req: http.IncomingMessage, res: http.ServerResponse) => {
     async function* events(): AsyncGenerator<StreamEvent> {
       yield chunk('first');
       // Still the tick the first event was written in.
@@ -148,44 +156,16 @@ async function firstEventSent(
         },
       } as StreamEvent;
     }
-    const ctx = {
-      requestId: 'req_1',
-      streamEvents: events(),
-      responseHeaders: {},
-      warnings: [],
-    } as unknown as GatewayContext;
-    void write(ctx, res);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  try {
-    const { port } = server.address() as AddressInfo;
-    const body = await new Promise<string>((resolve, reject) => {
-      http
-        .get({ host: '127.0.0.1', port, path: '/' }, (res) => {
-          let text = '';
-          res.setEncoding('utf8');
-          res.on('data', (s: string) => (text += s));
-          res.on('end', () => resolve(text));
-        })
-        .on('error', reject);
-    });
-    return { held, body };
-  } finally {
-    await new Promise<void>((r) => server.close(() => r()));
-  }
+    write(events(), res);
+  };
+  const { text } = await request(handler).get('/');
+  return { held, body: text };
 }
 
 describe('streams: the first event leaves at once', () => {
   it('respond(): sent before the events that arrived with it are written', async () => {
     const { held, body } = await firstEventSent(
-      (ctx, res) =>
-        new Promise<void>((resolve) => {
-          Object.assign(res, { locals: { gateway: ctx } });
-          res.once('finish', () => resolve());
-          respond()({} as never, res as never, (err?: unknown) => {
-            if (err) throw err;
-          });
-        }),
+      (events, res) => void respondWith(Object.assign(res, { locals: {} }), events),
     );
     assert.deepEqual(held, { corked: 0, buffered: 0 });
     const deltas = [...body.matchAll(/"delta":"([^"]+)"/g)].map((m) => m[1]);
@@ -194,12 +174,13 @@ describe('streams: the first event leaves at once', () => {
   });
 
   it('the OpenAI-compatible stream: the same', async () => {
-    const { held, body } = await firstEventSent((ctx, res) =>
-      writeOpenAIStream(ctx, res as never, {
-        meta: { id: 'chatcmpl-1', created: 1 },
-        includeUsage: false,
-        headers: {},
-      }),
+    const { held, body } = await firstEventSent(
+      (events, res) =>
+        void writeOpenAIStream(contextWith(events), res as never, {
+          meta: { id: 'chatcmpl-1', created: 1 },
+          includeUsage: false,
+          headers: {},
+        }),
     );
     assert.deepEqual(held, { corked: 0, buffered: 0 });
     const contents = [...body.matchAll(/"content":"([^"]*)"/g)].map((m) => m[1]);

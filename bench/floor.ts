@@ -12,10 +12,11 @@ import express from 'express';
 import { reportReady } from './common.js';
 
 const upstream = `http://127.0.0.1:${Number(process.env.UPSTREAM_PORT)}`;
-const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+const agentOptions = { keepAlive: true, keepAliveMsecs: 60_000, maxSockets: 256 };
+const httpAgent = new http.Agent(agentOptions);
 const client = axios.create({
   httpAgent,
-  httpsAgent: new https.Agent({ keepAlive: true, maxSockets: 256 }),
+  httpsAgent: new https.Agent(agentOptions),
   maxRedirects: 0,
   transformRequest: [(data) => data],
   transformResponse: [(data) => data],

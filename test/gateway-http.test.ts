@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import request from 'supertest';
 import { timeOrderedUuid } from '../lib/context.js';
 import { silentLogger } from '../lib/logger.js';
@@ -29,6 +29,7 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
   });
   after(() => fake.close());
   afterEach(() => fake.clearFaults());
+  const fakePort = () => Number(new URL(fake.baseUrl).port);
 
   it('answers /chat with the unified shape, usage, cost and gateway headers', async () => {
     const r = await request(app)
@@ -92,6 +93,38 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
     assert.equal(headers['content-type'], 'application/json');
     assert.equal(headers.connection, 'keep-alive');
     assert.match(String(headers.authorization), /^Bearer \S+$/);
+  });
+
+  it('sets TCP keep-alive on an upstream connection once, not on every request', async () => {
+    // Counts the socket option changes Node really makes (the handle's calls), per connection to the fake.
+    type Handle = { setKeepAlive?: (...args: unknown[]) => unknown };
+    const changes = new Map<net.Socket, number>();
+    const original = net.Socket.prototype.setKeepAlive;
+    net.Socket.prototype.setKeepAlive = function (this: net.Socket, ...args) {
+      const handle = (this as unknown as { _handle?: Handle })._handle;
+      const native = handle?.setKeepAlive;
+      if (handle && native && this.remotePort === fakePort() && !changes.has(this)) {
+        changes.set(this, 0);
+        handle.setKeepAlive = (...a: unknown[]) => {
+          changes.set(this, changes.get(this)! + 1);
+          return native.apply(handle, a);
+        };
+      }
+      return original.apply(this, args);
+    };
+    try {
+      for (let i = 0; i < 5; i++) {
+        await request(app)
+          .post('/ai/chat')
+          .send({ model: 'gpt-4o-mini', messages: user(`keep-alive ${i}`) })
+          .expect(200);
+      }
+    } finally {
+      net.Socket.prototype.setKeepAlive = original;
+    }
+    // Sequential calls share one pooled connection; axios and the agent agree on its settings.
+    assert.equal(changes.size, 1, 'one upstream connection');
+    assert.ok([...changes.values()][0]! <= 1, `keep-alive changed ${[...changes.values()][0]} times`);
   });
 
   it('generates request ids that sort by time and do not repeat', () => {

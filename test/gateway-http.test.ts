@@ -128,11 +128,14 @@ describe('HTTP contract: POST /chat and /chat/stream (OpenAI fake)', () => {
   });
 
   it('generates request ids that sort by time and do not repeat', () => {
-    const ids = [1_000, 1_000, 2_000, 0xffff_ffff_ffff].map((ms) => timeOrderedUuid(ms));
+    const ids = [1_000, 1_000, 2_000, 0xffff_ffff_ffff, 1_000].map((ms) => timeOrderedUuid(ms));
     assert.equal(new Set(ids).size, ids.length);
     assert.ok(ids[0]!.startsWith('00000000-03e8-7') && ids[1]!.startsWith('00000000-03e8-7'));
     assert.ok(ids[1]! < ids[2]! && ids[2]! < ids[3]!, ids.join(' '));
+    assert.ok(ids[2]!.startsWith('00000000-07d0-7'));
     assert.ok(ids[3]!.startsWith('ffffffff-ffff-7'));
+    // A clock that steps back gets its own time, not the last one formatted.
+    assert.ok(ids[4]!.startsWith('00000000-03e8-7'));
   });
 
   it('streams unified delta events then a done event with usage and cost', async () => {

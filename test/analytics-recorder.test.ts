@@ -141,10 +141,11 @@ describe('analytics recorder', () => {
     assert.deepEqual(sizes, [2], 'a full batch goes at once');
     for (let i = 2; i < 13; i++) rec.push(row(i));
     release!();
-    await until(() => sizes.reduce((a, b) => a + b, 0) === 13);
+    await until(() => sizes.reduce((a, b) => a + b, 0) === 12);
     // Behind the first write: 11 rows, more than two batches, so four at once; the 3 left are not, so
-    // they go one batch at a time.
-    assert.deepEqual(sizes, [2, 8, 2, 1]);
+    // they go one batch at a time, and the last row waits for a full batch or the interval.
+    for (let i = 0; i < 5; i++) await tick();
+    assert.deepEqual(sizes, [2, 8, 2]);
     await rec.close();
     assert.deepEqual(sizes, [2, 8, 2, 1]);
 
@@ -164,6 +165,52 @@ describe('analytics recorder', () => {
     );
     assert.ok(Math.max(...big) <= 500, `writes of ${big.join(', ')}`);
     assert.ok(big.includes(500), `a backlog of 2000 went out in writes of ${big.join(', ')}`);
+  });
+
+  it('leaves rows that arrive during a write for a full batch or the interval, not a write of their own', async () => {
+    const sizes: number[] = [];
+    let release: (() => void) | undefined;
+    const rec = new AnalyticsRecorder({
+      write: async (rows) => {
+        sizes.push(rows.length);
+        if (sizes.length === 1) await new Promise<void>((r) => (release = r));
+      },
+      logger: recordingLogger(),
+      batchSize: () => 4,
+      flushIntervalMs: () => 600_000,
+    });
+    const settled = async () => {
+      for (let i = 0; i < 5; i++) await tick();
+    };
+    for (let i = 0; i < 4; i++) rec.push(row(i));
+    await settled();
+    assert.deepEqual(sizes, [4], 'a full batch goes at once');
+    for (let i = 4; i < 7; i++) rec.push(row(i));
+    release!();
+    await settled();
+    assert.deepEqual(sizes, [4], 'three rows that came during the write are not a write');
+    rec.push(row(7));
+    await settled();
+    assert.deepEqual(sizes, [4, 4], 'the fourth makes a batch');
+    rec.push(row(8));
+    rec.push(row(9));
+    await settled();
+    assert.deepEqual(sizes, [4, 4]);
+    await rec.close();
+    assert.deepEqual(sizes, [4, 4, 2], 'close writes the rest');
+
+    // The interval writes what it finds, a partial batch too.
+    const timed: number[] = [];
+    const timedRec = new AnalyticsRecorder({
+      write: async (rows) => void timed.push(rows.length),
+      logger: recordingLogger(),
+      batchSize: () => 4,
+      flushIntervalMs: () => 20,
+    });
+    for (let i = 0; i < 3; i++) timedRec.push(row(i));
+    await until(() => timed.length > 0);
+    assert.deepEqual(timed, [3]);
+    await timedRec.close();
   });
 
   it('rejects a buffer bound that cannot work, saying what to use', () => {

@@ -124,7 +124,7 @@ export class AnalyticsRecorder {
       this.soon = true;
       setImmediate(() => {
         this.soon = false;
-        void this.drain(false);
+        void this.drain('batches');
       });
     }
   }
@@ -155,7 +155,7 @@ export class AnalyticsRecorder {
    * false when the database failed (the rows stay buffered for the next try). Never rejects.
    */
   flush(): Promise<boolean> {
-    return this.drain(true);
+    return this.drain('all');
   }
 
   /** Stops the timer and writes what is left; rows it cannot write are counted as dropped and logged. */
@@ -163,7 +163,7 @@ export class AnalyticsRecorder {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
-    const ok = await this.drain(true);
+    const ok = await this.drain('all');
     if (!ok) this.drop(this.buffer.splice(0).length);
     this.logDrops();
   }
@@ -194,18 +194,29 @@ export class AnalyticsRecorder {
     this.timer = setTimeout(() => {
       this.logDrops();
       const due = this.buffer.length > 0 && this.now() >= this.retryAt;
-      (due ? this.drain(false) : Promise.resolve(true)).finally(() => this.arm());
+      (due ? this.drain('due') : Promise.resolve(true)).finally(() => this.arm());
     }, this.options.flushIntervalMs());
     // Analytics must never keep a host process alive.
     this.timer.unref();
   }
 
-  private drain(force: boolean): Promise<boolean> {
-    // One write at a time: each caller queues behind the previous drain, then writes what remains.
+  /**
+   * One write at a time: each caller queues behind the previous drain, then writes. Resolves false when the
+   * database failed (the rows stay buffered), true otherwise.
+   *
+   * - `batches` (a push filled a batch): full batches, as long as the buffer holds one.
+   * - `due` (the flush interval): what is buffered now, a partial batch included, then full batches.
+   * - `all` (flush(), close()): until the buffer is empty, backoff or not.
+   *
+   * Rows that arrive during a write wait for a full batch or the next interval. Writing them as soon as the
+   * write ends turned steady moderate load (one connection here) into an endless run of writes of a few rows
+   * each: every row then cost the writer and the main thread over 100 µs instead of ~15 (bench/RESULTS.md).
+   */
+  private drain(mode: 'batches' | 'due' | 'all'): Promise<boolean> {
     const previous = this.inflight;
     const p = (async () => {
       if (previous) await previous;
-      return this.writeAll(force);
+      return this.writeAll(mode);
     })();
     this.inflight = p;
     void p.finally(() => {
@@ -214,9 +225,13 @@ export class AnalyticsRecorder {
     return p;
   }
 
-  private async writeAll(force: boolean): Promise<boolean> {
+  private async writeAll(mode: 'batches' | 'due' | 'all'): Promise<boolean> {
+    const force = mode === 'all';
+    // Rows this drain was asked for whatever their number; beyond them only full batches are written.
+    let owed = mode === 'due' ? this.buffer.length : 0;
     while (this.buffer.length > 0) {
       if (!force && this.now() < this.retryAt) return false;
+      if (!force && owed <= 0 && this.buffer.length < Math.max(1, this.options.batchSize())) return true;
       const batch = this.buffer.slice(0, this.nextWriteSize());
       try {
         await this.options.write(batch);
@@ -227,6 +242,7 @@ export class AnalyticsRecorder {
       // Rows pushed during the write were appended behind the batch, so the batch is still at the front.
       this.buffer.splice(0, batch.length);
       this.counts.written += batch.length;
+      owed -= batch.length;
       if (this.failures > 0) {
         this.options.logger.info({ failures: this.failures }, 'Analytics database is writable again.');
         this.failures = 0;

@@ -50,6 +50,28 @@ async function until(done: () => boolean): Promise<void> {
 /** Resolves after pending setImmediate callbacks (the recorder's "batch full" flush) have run. */
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
+/** A recorder whose writes report their sizes; with `holdFirst` the first one waits for `release()`. */
+function sizedRecorder(batchSize: number, options: { holdFirst?: boolean; flushIntervalMs?: number } = {}) {
+  const sizes: number[] = [];
+  let release = () => {};
+  const rec = new AnalyticsRecorder({
+    write: async (rows) => {
+      sizes.push(rows.length);
+      // The first write hangs until released, so that rows pile up behind it.
+      if (options.holdFirst && sizes.length === 1) await new Promise<void>((r) => (release = r));
+    },
+    logger: recordingLogger(),
+    batchSize: () => batchSize,
+    flushIntervalMs: () => options.flushIntervalMs ?? 600_000,
+  });
+  return { rec, sizes, release: () => release() };
+}
+
+/** Lets the recorder's "batch full" flushes and the writes' promise chains run. */
+async function settled(): Promise<void> {
+  for (let i = 0; i < 5; i++) await tick();
+}
+
 function recorder(options: { maxBufferedRows?: number; batchSize?: number; now?: () => number } = {}) {
   const written: AnalyticsRow[] = [];
   const state = { down: true, calls: 0 };
@@ -124,39 +146,22 @@ describe('analytics recorder', () => {
   });
 
   it('writes a backlog in catch-up writes of up to four batches, and single batches otherwise', async () => {
-    const sizes: number[] = [];
-    let release: (() => void) | undefined;
-    const rec = new AnalyticsRecorder({
-      write: async (rows) => {
-        sizes.push(rows.length);
-        // The first write hangs until released, so that a backlog builds behind it.
-        if (sizes.length === 1) await new Promise<void>((r) => (release = r));
-      },
-      logger: recordingLogger(),
-      batchSize: () => 2,
-      flushIntervalMs: () => 600_000,
-    });
+    const { rec, sizes, release } = sizedRecorder(2, { holdFirst: true });
     for (let i = 0; i < 2; i++) rec.push(row(i));
     await tick();
     assert.deepEqual(sizes, [2], 'a full batch goes at once');
     for (let i = 2; i < 13; i++) rec.push(row(i));
-    release!();
+    release();
     await until(() => sizes.reduce((a, b) => a + b, 0) === 12);
     // Behind the first write: 11 rows, more than two batches, so four at once; the 3 left are not, so
     // they go one batch at a time, and the last row waits for a full batch or the interval.
-    for (let i = 0; i < 5; i++) await tick();
+    await settled();
     assert.deepEqual(sizes, [2, 8, 2]);
     await rec.close();
     assert.deepEqual(sizes, [2, 8, 2, 1]);
 
     // A large batch_size is not multiplied past one INSERT's 500 rows.
-    const big: number[] = [];
-    const bigRec = new AnalyticsRecorder({
-      write: async (rows) => void big.push(rows.length),
-      logger: recordingLogger(),
-      batchSize: () => 300,
-      flushIntervalMs: () => 600_000,
-    });
+    const { rec: bigRec, sizes: big } = sizedRecorder(300);
     for (let i = 0; i < 2000; i++) bigRec.push(row(i));
     await bigRec.close();
     assert.equal(
@@ -168,25 +173,12 @@ describe('analytics recorder', () => {
   });
 
   it('leaves rows that arrive during a write for a full batch or the interval, not a write of their own', async () => {
-    const sizes: number[] = [];
-    let release: (() => void) | undefined;
-    const rec = new AnalyticsRecorder({
-      write: async (rows) => {
-        sizes.push(rows.length);
-        if (sizes.length === 1) await new Promise<void>((r) => (release = r));
-      },
-      logger: recordingLogger(),
-      batchSize: () => 4,
-      flushIntervalMs: () => 600_000,
-    });
-    const settled = async () => {
-      for (let i = 0; i < 5; i++) await tick();
-    };
+    const { rec, sizes, release } = sizedRecorder(4, { holdFirst: true });
     for (let i = 0; i < 4; i++) rec.push(row(i));
     await settled();
     assert.deepEqual(sizes, [4], 'a full batch goes at once');
     for (let i = 4; i < 7; i++) rec.push(row(i));
-    release!();
+    release();
     await settled();
     assert.deepEqual(sizes, [4], 'three rows that came during the write are not a write');
     rec.push(row(7));
@@ -200,13 +192,7 @@ describe('analytics recorder', () => {
     assert.deepEqual(sizes, [4, 4, 2], 'close writes the rest');
 
     // The interval writes what it finds, a partial batch too.
-    const timed: number[] = [];
-    const timedRec = new AnalyticsRecorder({
-      write: async (rows) => void timed.push(rows.length),
-      logger: recordingLogger(),
-      batchSize: () => 4,
-      flushIntervalMs: () => 20,
-    });
+    const { rec: timedRec, sizes: timed } = sizedRecorder(4, { flushIntervalMs: 20 });
     for (let i = 0; i < 3; i++) timedRec.push(row(i));
     await until(() => timed.length > 0);
     assert.deepEqual(timed, [3]);

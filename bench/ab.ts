@@ -55,6 +55,16 @@ async function measure(port: number, path: string, n: number) {
   return { requests: r.requests, rps: r.rps, p50: percentile(sorted, 50), failed: r.non2xx + r.errors };
 }
 
+/**
+ * The two builds ran back to back in each round: the median of their per-round differences cancels the
+ * machine's drift between rounds, which the medians of each build alone keep.
+ */
+function pairedMedian(mine: number[], theirs: number[]): number | undefined {
+  return mine.length && mine.length === theirs.length
+    ? median(mine.map((v, i) => v - theirs[i]!))
+    : undefined;
+}
+
 function git(...args: string[]): string {
   const r = spawnSync('git', args, { cwd: ROOT, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr.trim()}`);
@@ -136,14 +146,8 @@ async function main(): Promise<void> {
     const base = samples.get(`base ${path}`)!;
     for (const b of builds) {
       const s = samples.get(`${b} ${path}`)!;
-      // The two builds ran back to back in each round: the median of their per-round differences
-      // cancels the machine's drift between rounds, which the medians of each build alone keep.
-      const pairedMedian = (mine: number[], theirs: number[]) =>
-        b === 'tree' && mine.length === theirs.length && mine.length
-          ? median(mine.map((v, i) => v - theirs[i]!))
-          : undefined;
-      const paired = pairedMedian(s.cpu, base.cpu);
-      const pairedP50 = pairedMedian(s.p50, base.p50);
+      const paired = b === 'tree' ? pairedMedian(s.cpu, base.cpu) : undefined;
+      const pairedP50 = b === 'tree' ? pairedMedian(s.p50, base.p50) : undefined;
       rows.push({
         build: b,
         path,

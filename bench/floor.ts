@@ -1,7 +1,8 @@
 /**
  * The floor: a minimal Express 5 app that parses the JSON body, forwards it to the same upstream with the
- * same axios settings the gateway uses (keep-alive agent, maxRedirects 0, no JSON transforms) and relays the
- * answer. Any Express + axios gateway pays at least this; the gateway's own work is what it adds on top.
+ * same axios and agent settings the gateway uses (keep-alive agent with axios' 60 s keep-alive time,
+ * maxRedirects 0, no JSON transforms) and relays the answer. Any Express + axios gateway pays at least
+ * this; the gateway's own work is what it adds on top.
  * A body asking for `"stream": true` is relayed as a stream (axios `responseType: 'stream'` piped to the
  * client), as the gateway receives its upstream streams.
  */

@@ -231,8 +231,9 @@ export class AnalyticsRecorder {
     let owed = mode === 'due' ? this.buffer.length : 0;
     while (this.buffer.length > 0) {
       if (!force && this.now() < this.retryAt) return false;
-      if (!force && owed <= 0 && this.buffer.length < Math.max(1, this.options.batchSize())) return true;
-      const batch = this.buffer.slice(0, this.nextWriteSize());
+      const batchSize = Math.max(1, this.options.batchSize());
+      if (!force && owed <= 0 && this.buffer.length < batchSize) return true;
+      const batch = this.buffer.slice(0, this.nextWriteSize(batchSize));
       try {
         await this.options.write(batch);
       } catch (err) {
@@ -253,8 +254,7 @@ export class AnalyticsRecorder {
   }
 
   /** A batch, or several at once while a backlog waits (see CATCH_UP_BATCHES). */
-  private nextWriteSize(): number {
-    const batch = Math.max(1, this.options.batchSize());
+  private nextWriteSize(batch: number): number {
     if (this.buffer.length <= 2 * batch) return batch;
     return Math.min(this.buffer.length, CATCH_UP_BATCHES * batch, Math.max(batch, CATCH_UP_MAX_ROWS));
   }

@@ -9,6 +9,7 @@ import { Gateway, stageFactories } from './gateway.js';
 import { dashboard, dashboardCredentials } from './dashboard/index.js';
 import { adminKeys } from './middlewares/admin-keys.js';
 import { adminAuth, gatewayAuth } from './middlewares/auth.js';
+import { composeMiddlewares } from './middlewares/compose.js';
 import { errorHandler } from './middlewares/error-handler.js';
 import { jsonBody as parseJsonBody } from './middlewares/json-body.js';
 import { metrics } from './middlewares/metrics.js';
@@ -45,15 +46,6 @@ export function createGatewayRouter(
   const gateway = config instanceof Gateway ? config : new Gateway(config);
   const router = express.Router() as GatewayRouter;
   Object.defineProperty(router, 'gateway', { value: gateway });
-  // Guards first, so they cover every route registered below, later features' included. Chat routes
-  // need a gateway key (when keys are configured); admin routes an admin key (see lib/middlewares/auth.ts).
-  // A browser cannot send headers for the dashboard page and its assets: this presents `?key=` or the
-  // dashboard's cookie to the guard as a Bearer token (lib/dashboard/index.ts); the guard still decides.
-  router.use('/dashboard', dashboardCredentials());
-  router.use(['/stats', '/metrics', '/dashboard', '/admin'], adminAuth(gateway));
-  router.use(['/chat', '/v1'], gatewayAuth(gateway));
-  router.use('/admin/keys', adminKeys(gateway));
-
   const entries = (options.pipeline ?? gateway.stages).map((entry): Stage | RequestHandler => {
     if (typeof entry === 'function' || isStage(entry)) return entry;
     const stage = gateway.stages.find((s) => s.name === entry);
@@ -84,11 +76,27 @@ export function createGatewayRouter(
   flush();
 
   const jsonBody = parseJsonBody(gateway.runtime.config.bodyLimit);
+  const chatGuard = gatewayAuth(gateway);
 
-  // The chat routes come right after the guards: the router tests every layer's path in order, and these
-  // are the routes on the hot path.
-  router.post('/chat', jsonBody, parseRequest(gateway, { stream: false }), ...chain, respond());
-  router.post('/chat/stream', jsonBody, parseRequest(gateway, { stream: true }), ...chain, respond());
+  // The chat routes are the hot path, so they come first and each is one layer: the router tests every
+  // layer's path in order and dispatches each handler of a route on its own (see compose.ts). They carry
+  // their guard themselves; the guards below cover every other route, later features' included.
+  const chatRoute = (stream: boolean): RequestHandler[] => {
+    const handlers = [chatGuard, jsonBody, parseRequest(gateway, { stream }), ...chain, respond()];
+    const composed = composeMiddlewares(handlers);
+    return composed ? [composed] : handlers;
+  };
+  router.post('/chat', ...chatRoute(false));
+  router.post('/chat/stream', ...chatRoute(true));
+
+  // Chat routes need a gateway key (when keys are configured); admin routes an admin key (see
+  // lib/middlewares/auth.ts). A browser cannot send headers for the dashboard page and its assets: this
+  // presents `?key=` or the dashboard's cookie to the guard as a Bearer token (lib/dashboard/index.ts);
+  // the guard still decides.
+  router.use('/dashboard', dashboardCredentials());
+  router.use(['/stats', '/metrics', '/dashboard', '/admin'], adminAuth(gateway));
+  router.use(['/chat', '/v1'], chatGuard);
+  router.use('/admin/keys', adminKeys(gateway));
   // OpenAI-compatible /v1 routes: the same chain, OpenAI's formats, their own error handler.
   mountOpenAICompat(router, gateway, chain, jsonBody);
   router.get('/health', function healthHandler(_req, res) {

@@ -66,6 +66,19 @@ export function createFrameParser(framing: 'sse' | 'ndjson'): FrameParser {
   };
 }
 
+/**
+ * Writes the head of an event stream: the gateway's headers plus the stream's own. Takes the caller's fresh
+ * header object and adds to it (see respond.ts on why not a spread).
+ */
+export function writeEventStreamHead(res: ServerResponse, headers: Record<string, string>): void {
+  headers['Content-Type'] = 'text/event-stream; charset=utf-8';
+  headers['Cache-Control'] = 'no-cache, no-transform';
+  headers.Connection = 'keep-alive';
+  // Reverse proxies (nginx) buffer responses unless told not to; streams must flow chunk by chunk.
+  headers['X-Accel-Buffering'] = 'no';
+  res.writeHead(200, headers);
+}
+
 /** Writes one SSE event. Data is JSON, so it never contains a raw newline that would break the framing. */
 export function sseEvent(data: unknown, event?: string): string {
   return `${event ? `event: ${event}\n` : ''}data: ${JSON.stringify(data)}\n\n`;

@@ -97,14 +97,12 @@ export function openaiRespond(): RequestHandler {
       next(new Error('No stage produced a response: is the route stage in the pipeline?'));
       return;
     }
-    const headers: Record<string, string> = {
-      ...gatewayHeaders(ctx),
-      'X-Gateway-Provider': response.provider,
-      'X-Gateway-Model': response.model,
-      'X-Gateway-Cost': String(response.cost),
-      // The unified finish reason, for the values OpenAI's enum cannot express ("error", "other").
-      'X-Gateway-Finish-Reason': response.finish_reason,
-    };
+    const headers = gatewayHeaders(ctx);
+    headers['X-Gateway-Provider'] = response.provider;
+    headers['X-Gateway-Model'] = response.model;
+    headers['X-Gateway-Cost'] = String(response.cost);
+    // The unified finish reason, for the values OpenAI's enum cannot express ("error", "other").
+    headers['X-Gateway-Finish-Reason'] = response.finish_reason;
     writeJson(res, 200, toChatCompletion(response, state.meta), headers);
     finishContext(ctx, { status: 200, response });
   };

@@ -107,10 +107,9 @@ function unifiedHandler(scope: RateLimitScope): RateLimitExceededEventHandler {
     });
     const ctx = contextOf(res);
     if (ctx) ctx.locals.rateLimited = true;
-    writeJson(res, 429, error.toJSON(ctx?.requestId), {
-      ...(ctx ? gatewayHeaders(ctx) : {}),
-      'Retry-After': String(Math.max(1, Math.ceil((error.retryAfterMs ?? 0) / 1000))),
-    });
+    const headers: Record<string, string> = ctx ? gatewayHeaders(ctx) : {};
+    headers['Retry-After'] = String(Math.max(1, Math.ceil((error.retryAfterMs ?? 0) / 1000)));
+    writeJson(res, 429, error.toJSON(ctx?.requestId), headers);
     if (ctx) finishContext(ctx, { status: 429, error });
   };
 }

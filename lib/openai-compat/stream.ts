@@ -7,7 +7,7 @@ import type { Response } from 'express';
 import type { StreamDone, ToolCall } from '../../types/index.js';
 import type { GatewayContext, StreamEvent } from '../context.js';
 import { GatewayError, toGatewayError } from '../errors.js';
-import { sendNow, sseEvent } from '../sse.js';
+import { sendNow, sseEvent, writeEventStreamHead } from '../sse.js';
 import { toOpenAIError } from './errors.js';
 import type { CompletionMeta, OpenAIFinishReason } from './response.js';
 import { toOpenAIFinishReason, toOpenAIToolCalls, toOpenAIUsage } from './response.js';
@@ -15,6 +15,7 @@ import { toOpenAIFinishReason, toOpenAIToolCalls, toOpenAIUsage } from './respon
 export interface OpenAIStreamOptions {
   meta: CompletionMeta;
   includeUsage: boolean;
+  /** The gateway's headers, a fresh object: the stream's own are added to it. */
   headers: Record<string, string>;
 }
 
@@ -83,14 +84,7 @@ export async function writeOpenAIStream(
     await events.return?.(undefined);
     throw err;
   }
-  res.writeHead(200, {
-    ...options.headers,
-    'Content-Type': 'text/event-stream; charset=utf-8',
-    'Cache-Control': 'no-cache, no-transform',
-    Connection: 'keep-alive',
-    // Reverse proxies (nginx) buffer responses unless told not to; streams must flow chunk by chunk.
-    'X-Accel-Buffering': 'no',
-  });
+  writeEventStreamHead(res, options.headers);
   // No flushHeaders(): the first chunk is written just below, and the headers leave in the same write.
   const writer = chunkWriter(res, options);
   let completed = false;

@@ -276,9 +276,19 @@ export function finishContext(ctx: GatewayContext, outcome: RequestOutcome): voi
 
 /** Called by whichever stage produced the response (routing, or a cache hit). */
 export async function applyResponseHooks(ctx: GatewayContext): Promise<void> {
-  for (const hook of ctx.responseHooks) {
-    const r = hook(ctx);
-    if (r) await r;
+  const pending = applyResponseHooksNow(ctx);
+  if (pending) await pending;
+}
+
+/**
+ * applyResponseHooks() without a promise while every hook is synchronous (the built-in middlewares' are):
+ * a cache hit then answers within the same turn, as the stages that ran before it did.
+ */
+export function applyResponseHooksNow(ctx: GatewayContext, from = 0): void | Promise<void> {
+  const hooks = ctx.responseHooks;
+  for (let i = from; i < hooks.length; i++) {
+    const pending = hooks[i]!(ctx);
+    if (pending) return pending.then(() => applyResponseHooksNow(ctx, i + 1));
   }
 }
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import request from 'supertest';
 import type { GatewayContext } from '../lib/context.js';
-import { applyResponseHooks } from '../lib/context.js';
+import { applyResponseHooks, createContext } from '../lib/context.js';
 import { ConfigError, GatewayError } from '../lib/errors.js';
 import { Gateway } from '../lib/gateway.js';
 import { silentLogger } from '../lib/logger.js';
@@ -158,6 +158,42 @@ describe('request/response middlewares', () => {
         'c:pre',
         ...Array(3).fill(['c:chunk', 'b:chunk', 'a:chunk', 'a:chunk']).flat(),
       ]);
+    });
+
+    it('serves a cache hit in the same turn while every response hook is synchronous', async () => {
+      const events: string[] = [];
+      const gateway = new Gateway(config({ cache: { backend: 'memory' } }));
+      gateway.addMiddleware(new Recorder('a', events));
+      await gateway.chat(body as ChatRequest);
+      /** The stages of one more identical request up to the cache, awaited as the router awaits them. */
+      const hit = async () => {
+        const ctx = createContext(gateway.runtime, structuredClone(body) as ChatRequest, { stream: false });
+        const returned: boolean[] = [];
+        for (const stage of gateway.stages.filter((s) => s.name !== 'route')) {
+          const result = stage.run(ctx);
+          returned.push(result instanceof Promise);
+          // Not the cache's: what it returned is looked at before anything of it has run.
+          if (result && stage.name !== 'cache') await result;
+        }
+        return { ctx, returned };
+      };
+      events.length = 0;
+      const sync = await hit();
+      assert.deepEqual(sync.returned, [false, false, false, false, false], 'no stage returned a promise');
+      assert.equal(sync.ctx.response?.cached, true);
+      assert.equal(sync.ctx.response?.content, 'echo: hello there|a');
+      assert.deepEqual(events, ['a:pre', 'a:post']);
+
+      // An asynchronous hook still runs in order, the hooks after it waiting for it.
+      gateway.addMiddleware(new AsyncRecorder('b', events)).addMiddleware(new Recorder('c', events));
+      events.length = 0;
+      const waiting = await hit();
+      assert.equal(waiting.returned.at(-1), true, 'the cache stage waits for the asynchronous hook');
+      assert.deepEqual(events, ['a:pre', 'b:pre', 'c:pre', 'c:post']);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual(events, ['a:pre', 'b:pre', 'c:pre', 'c:post', 'b:post', 'a:post']);
+      assert.equal(waiting.ctx.response?.content, 'echo: hello there|c|b|a');
+      await gateway.close();
     });
 
     it('lets preRequest mutate or replace the request before it goes upstream', async () => {

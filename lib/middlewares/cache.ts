@@ -17,7 +17,7 @@ import type { CacheBackendOptions } from '../cache-backend.js';
 import { CacheBackend } from '../cache-backend.js';
 import { cacheKeyOf } from '../cache-key.js';
 import type { GatewayContext, RequestOutcome } from '../context.js';
-import { applyResponseHooks } from '../context.js';
+import { applyResponseHooksNow } from '../context.js';
 import { GatewayError, InvalidRequestError } from '../errors.js';
 import type { Gateway } from '../gateway.js';
 import type { Stage } from '../stage.js';
@@ -224,8 +224,8 @@ export function cacheStage(gateway: Gateway, options: CacheStageOptions = {}): S
     ctx.responseHeaders['X-Gateway-Model'] = answer.model;
     if (ctx.stream) ctx.streamEvents = replayAnswer(ctx, answer);
     else ctx.response = responseFromAnswer(ctx, answer);
-    // Without response middlewares there are none, and nothing to wait for.
-    if (ctx.responseHooks.length) return applyResponseHooks(ctx);
+    // Synchronous response hooks (the built-in middlewares') keep the whole hit synchronous.
+    return applyResponseHooksNow(ctx);
   }
 
   /** Serves what the lookup found, or arranges for the answer routing produces to be stored. */

@@ -13,7 +13,7 @@ import { composeMiddlewares } from './middlewares/compose.js';
 import { errorHandler } from './middlewares/error-handler.js';
 import { jsonBody as parseJsonBody } from './middlewares/json-body.js';
 import { metrics } from './middlewares/metrics.js';
-import { mountOpenAICompat } from './middlewares/openai-compat.js';
+import { mountOpenAIModels, openAIChatCompletions } from './middlewares/openai-compat.js';
 import { parseRequest } from './middlewares/parse-request.js';
 import { respond, writeJson } from './middlewares/respond.js';
 import { stats } from './middlewares/stats.js';
@@ -81,13 +81,15 @@ export function createGatewayRouter(
   // The chat routes are the hot path, so they come first and each is one layer: the router tests every
   // layer's path in order and dispatches each handler of a route on its own (see compose.ts). They carry
   // their guard themselves; the guards below cover every other route, later features' included.
-  const chatRoute = (stream: boolean): RequestHandler[] => {
-    const handlers = [chatGuard, jsonBody, parseRequest(gateway, { stream }), ...chain, respond()];
-    const composed = composeMiddlewares(handlers);
-    return composed ? [composed] : handlers;
-  };
+  const chatRoute = (stream: boolean) =>
+    composeMiddlewares([chatGuard, jsonBody, parseRequest(gateway, { stream }), ...chain, respond()]);
   router.post('/chat', ...chatRoute(false));
   router.post('/chat/stream', ...chatRoute(true));
+  // OpenAI-compatible: the same chain, OpenAI's formats, its own error handler.
+  router.post(
+    '/v1/chat/completions',
+    ...composeMiddlewares([chatGuard, ...openAIChatCompletions(gateway, chain, jsonBody)]),
+  );
 
   // Chat routes need a gateway key (when keys are configured); admin routes an admin key (see
   // lib/middlewares/auth.ts). A browser cannot send headers for the dashboard page and its assets: this
@@ -97,8 +99,7 @@ export function createGatewayRouter(
   router.use(['/stats', '/metrics', '/dashboard', '/admin'], adminAuth(gateway));
   router.use(['/chat', '/v1'], chatGuard);
   router.use('/admin/keys', adminKeys(gateway));
-  // OpenAI-compatible /v1 routes: the same chain, OpenAI's formats, their own error handler.
-  mountOpenAICompat(router, gateway, chain, jsonBody);
+  mountOpenAIModels(router, gateway);
   router.get('/health', function healthHandler(_req, res) {
     writeJson(res, 200, gateway.health(), {});
   });

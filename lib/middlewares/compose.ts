@@ -1,25 +1,33 @@
 /**
- * Several Express middlewares as one, called the way Express 5's router calls a route's handlers: a
- * synchronous throw or a rejected promise goes to `next(err)`, `next('route')` leaves the route and
- * `next('router')` the router. The router pays a layer dispatch per handler (its `next()` bookkeeping,
- * try/catch and promise check) and per non-matching layer before the route; the chat routes run their
- * whole chain in one layer instead. The pieces stay separate exports for hosts that assemble their own.
+ * A route's handlers as few router layers as Express allows: each run of ordinary middlewares becomes one,
+ * called the way Express 5's router calls a route's handlers (a synchronous throw or a rejected promise
+ * goes to `next(err)`, `next('route')` leaves the route, `next('router')` the router). Express' router
+ * pays a dispatch per handler (its `next()` bookkeeping, try/catch and promise check) and tests the path
+ * of every layer before the matching one; the chat routes are the hot path and run their whole chain in
+ * one layer instead. The pieces stay separate exports for hosts that assemble their own.
  */
-import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import type { ErrorRequestHandler, NextFunction, Request, RequestHandler, Response } from 'express';
 
-/**
- * Error-handling middlewares (four parameters) are only called by Express with an error, so a list that
- * holds one keeps Express' own dispatch: `undefined` tells the caller to register the list as it is.
- */
-export function composeMiddlewares(handlers: readonly RequestHandler[]): RequestHandler | undefined {
-  if (handlers.some((handler) => handler.length > 3)) return undefined;
-  if (handlers.length === 1) return handlers[0];
+type Handler = RequestHandler | ErrorRequestHandler;
+
+function isErrorHandler(handler: Handler): handler is ErrorRequestHandler {
+  // How Express itself tells them apart: an error handler declares four parameters.
+  return handler.length > 3;
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null && typeof value === 'object' && typeof (value as PromiseLike<unknown>).then === 'function'
+  );
+}
+
+function composeRun(handlers: readonly RequestHandler[]): RequestHandler {
   return function composedMiddleware(req: Request, res: Response, next: NextFunction): void {
     let index = 0;
     const step = (err?: unknown): void => {
+      // An error, 'route' or 'router' goes to the route's own next(), which treats each as Express does.
       if (err) {
-        if (err === 'route') next();
-        else next(err);
+        next(err);
         return;
       }
       const handler = handlers[index++];
@@ -29,14 +37,8 @@ export function composeMiddlewares(handlers: readonly RequestHandler[]): Request
       }
       try {
         const result: unknown = handler(req, res, step);
-        if (
-          result !== null &&
-          typeof result === 'object' &&
-          typeof (result as Promise<void>).then === 'function'
-        ) {
-          (result as Promise<void>).then(undefined, (reason: unknown) =>
-            step(reason || new Error('Rejected promise')),
-          );
+        if (isThenable(result)) {
+          result.then(undefined, (reason: unknown) => step(reason || new Error('Rejected promise')));
         }
       } catch (thrown) {
         step(thrown);
@@ -44,4 +46,28 @@ export function composeMiddlewares(handlers: readonly RequestHandler[]): Request
     };
     step();
   };
+}
+
+/**
+ * The handlers with each run of ordinary middlewares folded into one. Error handlers (four parameters)
+ * keep their own place: Express calls them only with an error, which a folded run passes on as `next(err)`.
+ */
+export function composeMiddlewares(handlers: readonly Handler[]): Handler[] {
+  const layers: Handler[] = [];
+  let run: RequestHandler[] = [];
+  const flush = () => {
+    if (run.length === 1) layers.push(run[0]!);
+    else if (run.length > 1) layers.push(composeRun(run));
+    run = [];
+  };
+  for (const handler of handlers) {
+    if (isErrorHandler(handler)) {
+      flush();
+      layers.push(handler);
+    } else {
+      run.push(handler);
+    }
+  }
+  flush();
+  return layers;
 }

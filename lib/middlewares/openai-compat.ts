@@ -10,7 +10,7 @@
  * The client's `Authorization: Bearer` token is not a provider key: upstream calls only ever carry the
  * keys of the gateway's config, and checking the token belongs to an auth stage in the pipeline.
  */
-import type { RequestHandler, Router } from 'express';
+import type { ErrorRequestHandler, RequestHandler, Router } from 'express';
 import type { GatewayContext } from '../context.js';
 import { finishContext } from '../context.js';
 import { NotFoundError } from '../errors.js';
@@ -138,24 +138,21 @@ function retrieveModelHandler(gateway: Gateway): RequestHandler {
 }
 
 /**
- * Mounts the `/v1` routes. `chain` is the router's own pipeline (the gateway's stages as Express
- * middlewares) and `jsonBody` its body parser, so these routes run exactly what `/chat` runs.
+ * The handlers of `POST /v1/chat/completions`, after the gateway-key guard. `chain` is the router's own
+ * pipeline (the gateway's stages as Express middlewares) and `jsonBody` its body parser, so the route runs
+ * exactly what `/chat` runs.
  */
-export function mountOpenAICompat(
-  router: Router,
+export function openAIChatCompletions(
   gateway: Gateway,
   chain: readonly RequestHandler[],
   jsonBody: RequestHandler,
-): void {
+): (RequestHandler | ErrorRequestHandler)[] {
+  return [jsonBody, openaiParseRequest(gateway), ...chain, openaiRespond(), openaiErrorHandler(gateway)];
+}
+
+/** Mounts `GET /v1/models` and `GET /v1/models/:model`. */
+export function mountOpenAIModels(router: Router, gateway: Gateway): void {
   const onError = openaiErrorHandler(gateway);
   router.get('/v1/models', listModelsHandler(gateway), onError);
   router.get('/v1/models/*model', retrieveModelHandler(gateway), onError);
-  router.post(
-    '/v1/chat/completions',
-    jsonBody,
-    openaiParseRequest(gateway),
-    ...chain,
-    openaiRespond(),
-    onError,
-  );
 }

@@ -9,8 +9,9 @@
  *
  * Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (per target per round at 32 connections, default 3),
  * BENCH_SECONDS_1 (at 1 connection, default 3), BENCH_STREAMS (sequential streams per target per round,
- * default 150), BENCH_TARGETS (comma-separated names to run only those), BENCH_PROFILE=1 (the gateway runs
- * with --cpu-prof; its top self-time functions are printed at the end), BENCH_FROM_SOURCE=1 (measure the
+ * default 150), BENCH_TARGETS (comma-separated names to run only those), BENCH_PROFILE=1 (the gateway and
+ * the floor run with --cpu-prof; the gateway's top self-time functions are printed at the end, and the
+ * command that compares its self time per request with the floor's), BENCH_FROM_SOURCE=1 (measure the
  * TypeScript sources through tsx instead of the compiled dist/, which is built first by default).
  */
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
@@ -211,18 +212,29 @@ async function main(): Promise<void> {
   servers.set('upstream', upstream);
   const env = { UPSTREAM_PORT: String(upstream.port) };
   servers.set('proxy', await startServer('proxy', 'proxy.ts', { env, core: CORE_UNDER_TEST }));
-  servers.set('floor', await startServer('floor', 'floor.ts', { env, core: CORE_UNDER_TEST }));
   const profileDir = join(RESULTS_DIR, 'profile');
-  if (PROFILE) mkdirSync(profileDir, { recursive: true });
   const profileStart = Date.now();
+  /** The gateway and the floor write their profiles to directories of their own. */
+  const profiled = (host: Host) => {
+    if (!PROFILE) return [];
+    mkdirSync(join(profileDir, host), { recursive: true });
+    return ['--cpu-prof', '--cpu-prof-dir', join(profileDir, host)];
+  };
+  servers.set(
+    'floor',
+    await startServer('floor', 'floor.ts', { env, core: CORE_UNDER_TEST, nodeArgs: profiled('floor') }),
+  );
   servers.set(
     'gateway',
     await startServer('gateway', 'gateway-host.ts', {
       env,
       core: CORE_UNDER_TEST,
-      nodeArgs: PROFILE ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [],
+      nodeArgs: profiled('gateway'),
     }),
   );
+  /** Requests sent to each process, warm-up and streams included: what its profile's time is spread over. */
+  const sent = new Map<Host, number>();
+  const count = (t: Target, n: number) => sent.set(t.host, (sent.get(t.host) ?? 0) + n);
   const port = (t: Target) => servers.get(t.host)!.port;
   /** Runs a load and measures the CPU the target's process spent on it. */
   const underTest = ['proxy', 'floor', 'gateway'].map((h) => servers.get(h as Host)!.child.pid);
@@ -232,6 +244,7 @@ async function main(): Promise<void> {
     const before = cpuMs(pid);
     const r = await load({ port: port(t), path: t.path, connections, seconds, unique: t.unique });
     const after = cpuMs(pid);
+    count(t, r.requests);
     return { r, cpu: before !== undefined && after !== undefined ? after - before : undefined };
   };
 
@@ -239,9 +252,14 @@ async function main(): Promise<void> {
     `bench (gateway from ${FROM_SOURCE ? 'sources via tsx' : 'dist/'}): ${ROUNDS} rounds; ${SECONDS}s at 32 connections, ${SECONDS_1}s at 1 connection, ${STREAMS} streams per target per round; pinned: ${pinned}`,
   );
   // Warm-up: JIT, keep-alive pools, and the cache entry the hit target reads.
-  for (const t of LOAD_TARGETS)
-    await load({ port: port(t), path: t.path, connections: 32, seconds: 2, unique: t.unique });
-  for (const t of STREAM_TARGETS) await streams(port(t), t.path, 30, t.unique);
+  for (const t of LOAD_TARGETS) {
+    const r = await load({ port: port(t), path: t.path, connections: 32, seconds: 2, unique: t.unique });
+    count(t, r.requests);
+  }
+  for (const t of STREAM_TARGETS) {
+    await streams(port(t), t.path, 30, t.unique);
+    count(t, 30);
+  }
 
   for (let round = 1; round <= ROUNDS; round++) {
     // Rotating the starting target keeps any within-round trend from always hitting the same one.
@@ -257,6 +275,7 @@ async function main(): Promise<void> {
     for (const t of rot(STREAM_TARGETS)) {
       await settle(underTest);
       addStream(t.name, await streams(port(t), t.path, STREAMS, t.unique));
+      count(t, STREAMS);
     }
     console.log(`round ${round}/${ROUNDS} done`);
   }
@@ -414,15 +433,25 @@ async function main(): Promise<void> {
   console.log(`\nwritten: ${relative(process.cwd(), join(RESULTS_DIR, 'latest.json'))}`);
 
   if (PROFILE) {
-    const newest = readdirSync(profileDir)
-      .filter((f) => f.endsWith('.cpuprofile'))
-      .map((f) => join(profileDir, f))
-      .filter((f) => statSync(f).mtimeMs >= profileStart)
-      // tsx's loader thread writes a profile too; the main thread's, where requests run, is the largest.
-      .sort((a, b) => statSync(b).size - statSync(a).size)[0];
-    if (newest) {
-      console.log(`\nGateway CPU profile: ${relative(process.cwd(), newest)}`);
-      console.log(summariseProfile(newest, 30));
+    const newest = (host: Host) =>
+      readdirSync(join(profileDir, host))
+        .filter((f) => f.endsWith('.cpuprofile'))
+        .map((f) => join(profileDir, host, f))
+        .filter((f) => statSync(f).mtimeMs >= profileStart)
+        // tsx's loader thread writes a profile too; the main thread's, where requests run, is the largest.
+        .sort((a, b) => statSync(b).size - statSync(a).size)[0];
+    const gatewayProfile = newest('gateway');
+    const floorProfile = newest('floor');
+    if (gatewayProfile) {
+      console.log(`\nGateway CPU profile: ${relative(process.cwd(), gatewayProfile)}`);
+      console.log(summariseProfile(gatewayProfile, 30));
+    }
+    if (gatewayProfile && floorProfile) {
+      const file = (f: string) => relative(process.cwd(), f);
+      console.log(
+        `\nPer request against the floor: npx tsx bench/profile-summary.ts --diff ${file(gatewayProfile)} ` +
+          `${sent.get('gateway') ?? 0} ${file(floorProfile)} ${sent.get('floor') ?? 0}`,
+      );
     }
   }
 }

@@ -15,9 +15,9 @@ function headerSafe(value: string): string {
   return value.replace(/[^\x20-\x7e]/g, '?').slice(0, 1024);
 }
 
-// Header objects on the response path are built by assignment and copied with for...in: object spread
-// with these header names took V8's slow path, ~1.6 µs for the three spreads of a JSON answer against
-// ~0.1 µs this way.
+// Header objects on the response path are built by assignment and copied with for...in. A spread of a
+// non-empty object followed by more properties (`{ ...headers, 'Content-Type': ... }`) takes V8's slow
+// path on Node 20: ~1.6 µs for the three of a JSON answer against ~0.1 µs this way.
 
 /** The gateway's headers of this request; a fresh object that callers add their own headers to. */
 export function gatewayHeaders(ctx: GatewayContext): Record<string, string> {

@@ -416,6 +416,26 @@ describe('analytics disabled, and per-gateway metrics', () => {
     await gateway.close();
   });
 
+  it('stores a lone surrogate, sent by the client or left by the 200-character cut, as U+FFFD', async () => {
+    const gateway = new Gateway({
+      providers: providers(),
+      analytics: { enabled: false },
+      logger: silentLogger,
+    });
+    const lone = craft(gateway, { user: 'user-\ud800-x', model: 'm\udc00' });
+    const [row] = rowsFromOutcome(lone.outcome, lone.ctx);
+    assert.equal(row!.user_id, 'user-\ufffd-x');
+    assert.equal(row!.model, 'm\ufffd');
+    // 199 characters, then an emoji (two UTF-16 units) that the cut at 200 splits.
+    const cut = craft(gateway, { user: `${'u'.repeat(199)}\u{1f600}` });
+    const [cutRow] = rowsFromOutcome(cut.outcome, cut.ctx);
+    assert.equal(cutRow!.user_id, `${'u'.repeat(199)}\ufffd`);
+    // Well-formed text, astral characters included, is kept as it is.
+    const fine = craft(gateway, { user: 'ユーザー\u{1f600}' });
+    assert.equal(rowsFromOutcome(fine.outcome, fine.ctx)[0]!.user_id, 'ユーザー\u{1f600}');
+    await gateway.close();
+  });
+
   it('says so from summary() and GET /stats, stores nothing, and still serves /metrics', async () => {
     const path = join(dir, 'never.db');
     const { app, gateway } = hostApp({

@@ -126,10 +126,15 @@ export function nextEventId(): string {
   return `${EVENT_PREFIX}-${(eventSeq++).toString(36)}`;
 }
 
-/** Bounds what a client can put into a column (user ids, model names). */
+/**
+ * Bounds what a client can put into a column (user ids, model names). A lone surrogate (sent escaped in
+ * the JSON body, or left by the cut splitting a pair) becomes U+FFFD here: SQLite's JSON unpacking would
+ * store it as bytes that are not UTF-8, and PostgreSQL's driver replaces it anyway.
+ */
 function clip(value: string | undefined | null, max = 200): string | null {
   if (value === undefined || value === null || value === '') return null;
-  return value.length > max ? value.slice(0, max) : value;
+  const clipped = value.length > max ? value.slice(0, max) : value;
+  return clipped.isWellFormed() ? clipped : clipped.toWellFormed();
 }
 
 function finite(n: unknown): number {

@@ -15,21 +15,51 @@ export type AnalyticsStorageConfig = Pick<
   'storage' | 'sqlitePath' | 'postgresUrl'
 >;
 
-/** Rows per INSERT statement: keeps SQLite and PostgreSQL well under their bound-parameter limits. */
+/** Rows per PostgreSQL INSERT statement: keeps it well under the protocol's bound-parameter limit. */
 const INSERT_CHUNK = 500;
 
 const TUPLE = `(${COLUMNS.map(() => '?').join(', ')})`;
+/** A retried batch that had in fact been committed must not count twice. */
+const ON_CONFLICT = ' on conflict (event_id, attempt) do nothing';
 
 /**
- * One multi-row INSERT written by hand: knex's builder costs ~50 µs of event-loop time per row here (it
- * renders SQLite multi-row inserts as UNION ALL selects), ten times what this does.
+ * PostgreSQL: one multi-row INSERT written by hand: knex's builder costs ~50 µs of event-loop time per
+ * row (it renders SQLite multi-row inserts as UNION ALL selects), ten times what this does.
  */
 function insertSql(count: number): string {
-  return (
-    `insert into ${REQUESTS_TABLE} (${COLUMNS.join(', ')}) values ${Array(count).fill(TUPLE).join(', ')}` +
-    // A retried batch that had in fact been committed must not count twice.
-    ' on conflict (event_id, attempt) do nothing'
-  );
+  return `insert into ${REQUESTS_TABLE} (${COLUMNS.join(', ')}) values ${Array(count).fill(TUPLE).join(', ')}${ON_CONFLICT}`;
+}
+
+/**
+ * SQLite's table-valued functions that split a JSON array into rows: `jsonb_each` (SQLite 3.45+, what
+ * sqlite3 bundles) hands each row array over as JSONB, which `->>` reads without parsing text again;
+ * `json_each` (3.38+) is the fallback for a driver built against an older system SQLite.
+ */
+export const JSON_EACH = ['jsonb_each', 'json_each'] as const;
+export type JsonEach = (typeof JSON_EACH)[number];
+
+/**
+ * SQLite: a batch is bound as one JSON text (an array of row arrays) that SQLite unpacks itself. Bound
+ * as 22 parameters per row, node-sqlite3 spent ~7 µs per row of the writer thread's JavaScript
+ * converting them (a global constructor lookup per value); one string costs it nothing per row, and
+ * SQLite's unpacking is cheaper than the conversion was (bench/RESULTS.md, "Seventh pass"). `->>` gives
+ * numbers as INTEGER or REAL, strings as TEXT, null as NULL and booleans as 1/0: what binding stored.
+ * `where true` is SQLite's rule for an upsert whose rows come from a SELECT.
+ */
+export function sqliteInsertSql(each: JsonEach): string {
+  const columns = COLUMNS.map((_, i) => `value ->> ${i}`).join(', ');
+  return `insert into ${REQUESTS_TABLE} (${COLUMNS.join(', ')}) select ${columns} from ${each}(?) where true${ON_CONFLICT}`;
+}
+
+/** `count` rows' values (in `COLUMNS` order, one row after another) as a JSON array of row arrays. */
+export function batchJson(values: readonly RowValue[], count: number): string {
+  const width = COLUMNS.length;
+  let json = '[';
+  for (let i = 0; i < count; i++) {
+    if (i > 0) json += ',';
+    json += JSON.stringify(values.slice(i * width, (i + 1) * width));
+  }
+  return json + ']';
 }
 
 export interface StoreOptions {
@@ -50,64 +80,70 @@ interface SqliteConnection {
   prepare(sql: string, done: (err: Error | null) => void): SqliteStatement;
 }
 
-/** Batch sizes whose INSERT stays prepared: the configured batch size, and a few partial flushes. */
-const PREPARED_SIZES = 4;
+function prepare(connection: SqliteConnection, sql: string): Promise<SqliteStatement> {
+  return new Promise<SqliteStatement>((resolve, reject) => {
+    const statement = connection.prepare(sql, (err) => (err ? reject(err) : resolve(statement)));
+  });
+}
 
 /**
- * Prepared INSERTs on the SQLite connection, one per row count, the most recent few kept. Parsing and
- * planning a 100-row INSERT of 2,100 parameters took ~6 µs per row of the writer thread's ~30 here; a
- * full batch, the case under load, now reuses its statement. A statement belongs to its connection: a
- * new connection (the pool replaced one) gets new statements.
+ * The SQLite INSERT, prepared once on its connection: parsing and planning it on every write cost the
+ * writer thread ~6 µs per row of a 100-row batch. A statement belongs to its connection: a new
+ * connection (the pool replaced one) gets a new statement.
  */
-class PreparedInserts {
-  private readonly byCount = new Map<number, SqliteStatement>();
+class PreparedInsert {
+  private statement?: Promise<SqliteStatement>;
 
   constructor(readonly connection: SqliteConnection) {}
 
   async run(values: readonly RowValue[], count: number): Promise<void> {
-    let statement = this.byCount.get(count);
-    if (statement) {
-      // Most recently used last: the first entry is the one to drop.
-      this.byCount.delete(count);
-    } else {
-      statement = await new Promise<SqliteStatement>((resolve, reject) => {
-        const prepared = this.connection.prepare(insertSql(count), (err) =>
-          err ? reject(err) : resolve(prepared),
-        );
-      });
-      if (this.byCount.size >= PREPARED_SIZES) {
-        const [oldest, stale] = this.byCount.entries().next().value!;
-        this.byCount.delete(oldest);
-        stale.finalize();
-      }
-    }
-    this.byCount.set(count, statement);
+    this.statement ??= this.prepareFirstAvailable().catch((err: unknown) => {
+      this.statement = undefined;
+      throw err;
+    });
+    const statement = await this.statement;
+    const json = batchJson(values, count);
     try {
       await new Promise<void>((resolve, reject) =>
-        statement.run(values, (err) => (err ? reject(err) : resolve())),
+        statement.run([json], (err) => (err ? reject(err) : resolve())),
       );
     } catch (err) {
       // Prepared again next time rather than trusting a statement that failed half-way.
-      this.byCount.delete(count);
-      statement.finalize();
+      if (this.statement) {
+        this.statement = undefined;
+        statement.finalize();
+      }
       throw err;
     }
   }
 
+  private async prepareFirstAvailable(): Promise<SqliteStatement> {
+    let missing: unknown;
+    for (const each of JSON_EACH) {
+      try {
+        return await prepare(this.connection, sqliteInsertSql(each));
+      } catch (err) {
+        // "no such table: jsonb_each" on an SQLite older than 3.45: try the next; anything else is real.
+        if (!(err instanceof Error && err.message.includes(`no such table: ${each}`))) throw err;
+        missing = err;
+      }
+    }
+    throw missing;
+  }
+
   /** Before the connection closes: SQLite refuses to close with statements still open. */
-  finalizeAll(): Promise<void> {
-    const pending = [...this.byCount.values()].map(
-      (statement) => new Promise<void>((resolve) => statement.finalize(() => resolve())),
-    );
-    this.byCount.clear();
-    return Promise.all(pending).then(() => undefined);
+  async finalize(): Promise<void> {
+    const pending = this.statement;
+    this.statement = undefined;
+    const statement = await pending?.catch(() => undefined);
+    if (statement) await new Promise<void>((resolve) => statement.finalize(() => resolve()));
   }
 }
 
 export class AnalyticsStore {
   private db?: Knex;
   private migrated?: Promise<Knex>;
-  private prepared?: PreparedInserts;
+  private prepared?: PreparedInsert;
 
   constructor(
     private readonly config: AnalyticsStorageConfig,
@@ -195,7 +231,7 @@ export class AnalyticsStore {
       );
     }
     const db = await this.ready();
-    if (this.config.storage !== 'postgres' && count <= INSERT_CHUNK) {
+    if (this.config.storage !== 'postgres') {
       await this.insertPrepared(db, values, count);
       return;
     }
@@ -214,13 +250,13 @@ export class AnalyticsStore {
     else await db.transaction(run);
   }
 
-  /** One statement on the pool's only SQLite connection, prepared once per row count. */
+  /** One statement on the pool's only SQLite connection, whatever the number of rows: one JSON text. */
   private async insertPrepared(db: Knex, values: readonly RowValue[], count: number): Promise<void> {
     const connection = (await db.client.acquireConnection()) as SqliteConnection;
     try {
       if (this.prepared?.connection !== connection) {
-        void this.prepared?.finalizeAll();
-        this.prepared = new PreparedInserts(connection);
+        void this.prepared?.finalize();
+        this.prepared = new PreparedInsert(connection);
       }
       await this.prepared.run(values, count);
     } finally {
@@ -251,7 +287,7 @@ export class AnalyticsStore {
     this.migrated = undefined;
     const prepared = this.prepared;
     this.prepared = undefined;
-    await prepared?.finalizeAll();
+    await prepared?.finalize();
     if (db) await db.destroy();
   }
 }

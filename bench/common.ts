@@ -30,9 +30,23 @@ export const CORE_LOAD = cpus().length > 1 ? '1' : '0';
  * reports both. Undefined where /proc does not exist.
  */
 export function cpuMs(pid: number | undefined): number | undefined {
+  return statCpuMs(pid, `/proc/${pid}/stat`);
+}
+
+/**
+ * The same for the process's main thread alone (its event loop). The rest of `cpuMs()` is V8's helper
+ * threads (concurrent and parallel GC, background compilation), libuv's pool and the gateway's analytics
+ * writer thread: on a hit, the main thread's share against the whole tells the request path's own cost
+ * from what GC and the analytics row add.
+ */
+export function mainThreadCpuMs(pid: number | undefined): number | undefined {
+  return statCpuMs(pid, `/proc/${pid}/task/${pid}/stat`);
+}
+
+function statCpuMs(pid: number | undefined, file: string): number | undefined {
   if (pid === undefined || process.platform !== 'linux') return undefined;
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(file, 'utf8');
     // Fields after the command name (which may contain spaces) start at field 3; utime, stime are 14, 15.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;

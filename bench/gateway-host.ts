@@ -106,6 +106,7 @@ const server = app.listen(0, '127.0.0.1', () => {
         analyticsBuffered: analytics.buffered,
         analyticsWritten: analytics.written,
         analyticsDropped: analytics.dropped,
+        analyticsBackpressureWaits: analytics.backpressureWaits,
       };
     },
   );

@@ -22,6 +22,7 @@ import {
   CORE_UNDER_TEST,
   RESULTS_DIR,
   cpuMs,
+  mainThreadCpuMs,
   median,
   percentile,
   pinSelf,
@@ -147,12 +148,27 @@ interface Acc {
   rps: number[];
   /** CPU ms the process under test used, and the requests it served meanwhile. */
   cpuMs: number;
+  /** The main thread's share of cpuMs. */
+  mainCpuMs: number;
   served: number;
   latencies: number[];
   non2xx: number;
   errors: number;
 }
-const acc = (): Acc => ({ rps: [], cpuMs: 0, served: 0, latencies: [], non2xx: 0, errors: 0 });
+/** CPU ms a load cost the process under test: all its threads, and its main thread alone. */
+interface Cpu {
+  all: number;
+  main: number;
+}
+const acc = (): Acc => ({
+  rps: [],
+  cpuMs: 0,
+  mainCpuMs: 0,
+  served: 0,
+  latencies: [],
+  non2xx: 0,
+  errors: 0,
+});
 const at32 = new Map<string, Acc>();
 const at1 = new Map<string, Acc>();
 const streamAcc = new Map<
@@ -160,11 +176,12 @@ const streamAcc = new Map<
   { ttfb: number[]; total: number[]; chunks: number; seconds: number; failures: number }
 >();
 
-function add(map: Map<string, Acc>, name: string, r: LoadResult, cpu: number | undefined): void {
+function add(map: Map<string, Acc>, name: string, r: LoadResult, cpu: Cpu | undefined): void {
   const a = map.get(name) ?? acc();
   a.rps.push(r.rps);
   if (cpu !== undefined) {
-    a.cpuMs += cpu;
+    a.cpuMs += cpu.all;
+    a.mainCpuMs += cpu.main;
     a.served += r.requests;
   }
   for (const l of r.latencies) a.latencies.push(l);
@@ -190,6 +207,7 @@ function summary(a: Acc | undefined) {
     rps: Math.round(median(a.rps)),
     rpsRounds: a.rps.map(Math.round),
     cpuUsPerRequest: a.served ? Math.round((a.cpuMs * 1000) / a.served) : undefined,
+    mainCpuUsPerRequest: a.served ? Math.round((a.mainCpuMs * 1000) / a.served) : undefined,
     p50: round3(percentile(sorted, 50)),
     p90: round3(percentile(sorted, 90)),
     p99: round3(percentile(sorted, 99)),
@@ -242,10 +260,16 @@ async function main(): Promise<void> {
     const pid = servers.get(t.host)!.child.pid;
     await settle(underTest);
     const before = cpuMs(pid);
+    const mainBefore = mainThreadCpuMs(pid);
     const r = await load({ port: port(t), path: t.path, connections, seconds, unique: t.unique });
     const after = cpuMs(pid);
+    const mainAfter = mainThreadCpuMs(pid);
     count(t, r.requests);
-    return { r, cpu: before !== undefined && after !== undefined ? after - before : undefined };
+    const cpu: Cpu | undefined =
+      before !== undefined && after !== undefined && mainBefore !== undefined && mainAfter !== undefined
+        ? { all: after - before, main: mainAfter - mainBefore }
+        : undefined;
+    return { r, cpu };
   };
 
   console.log(
@@ -298,6 +322,7 @@ async function main(): Promise<void> {
       'x proxy': ratio(s.rps, base('proxy')),
       'x floor': ratio(s.rps, base('floor')),
       'cpu us/req': s.cpuUsPerRequest,
+      'main thread': s.mainCpuUsPerRequest,
       'non-2xx': s.non2xx + s.errors,
     };
   });

@@ -33,6 +33,8 @@ interface Sample {
   cacheEntries?: number;
   analyticsBuffered?: number;
   analyticsDropped?: number;
+  /** Times a request blocked for the analytics writer so far (its backlog past the threshold). */
+  analyticsBackpressureWaits?: number;
   requests: number;
 }
 
@@ -43,6 +45,7 @@ interface HostState {
   analyticsBuffered?: number;
   analyticsWritten?: number;
   analyticsDropped?: number;
+  analyticsBackpressureWaits?: number;
 }
 
 async function main(): Promise<void> {
@@ -71,6 +74,7 @@ async function main(): Promise<void> {
       cacheEntries: m.state?.cacheEntries,
       analyticsBuffered: m.state?.analyticsBuffered,
       analyticsDropped: m.state?.analyticsDropped,
+      analyticsBackpressureWaits: m.state?.analyticsBackpressureWaits,
       requests: served,
     };
     samples.push(s);
@@ -111,6 +115,7 @@ async function main(): Promise<void> {
     maxCacheMb: Math.max(...samples.map((s) => s.cacheMb ?? 0)),
     maxAnalyticsBuffered: Math.max(...samples.map((s) => s.analyticsBuffered ?? 0)),
     analyticsDropped: samples.at(-1)?.analyticsDropped,
+    analyticsBackpressureWaits: samples.at(-1)?.analyticsBackpressureWaits,
     samples,
   };
   console.log(JSON.stringify({ ...summary, samples: undefined }, null, 2));

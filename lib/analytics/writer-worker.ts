@@ -27,10 +27,14 @@ const logger: Logger = {
 /**
  * Writing analytics is background work: on Linux this thread lowers its own scheduling priority (a
  * thread id is a valid target of setpriority there), so that on a busy core the request path's thread
- * runs first; threads it starts (the database driver's pool, when it creates it) inherit it. Measured
- * at 1,000 requests/s with the gateway pinned to one core: at normal priority (and at nice 10) the
- * writer's bursts added about 1.3 ms to the median latency; at 19 the difference was within noise. The
- * price: on a core the request path keeps saturated the writer gets almost no time, so the recorder
+ * runs first. SQLite's own work runs in libuv's thread pool, which the process shares and has usually
+ * started before this thread (Node's ESM loader reads files through it); its threads keep the priority of
+ * the thread that started them, normal in that case. Of a row's ~6 µs outside the event loop, ~2 are this
+ * thread's and ~4 the pool's (bench/RESULTS.md, "Seventh pass").
+ *
+ * Measured at 1,000 requests/s with the gateway pinned to one core: at normal priority (and at nice 10)
+ * the writer's bursts added about 1.3 ms to the median latency; at 19 the difference was within noise.
+ * The price: on a core the request path keeps saturated the writer gets almost no time, so the recorder
  * applies backpressure once the backlog grows (AnalyticsWriter.waitForProgress): without it a 10-minute
  * soak filled the buffer in 90 s and dropped rows (bench/RESULTS.md, "Memory soak").
  */

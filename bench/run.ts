@@ -12,7 +12,10 @@
  * default 150), BENCH_TARGETS (comma-separated names to run only those), BENCH_PROFILE=1 (the gateway and
  * the floor run with --cpu-prof; the gateway's top self-time functions are printed at the end, and the
  * command that compares its self time per request with the floor's), BENCH_FROM_SOURCE=1 (measure the
- * TypeScript sources through tsx instead of the compiled dist/, which is built first by default).
+ * TypeScript sources through tsx instead of the compiled dist/, which is built first by default),
+ * BENCH_NODE_FLAGS (space-separated node options for the processes under test, the proxy, the floor and the
+ * gateway alike: e.g. `--max-semi-space-size=2` to see what a host's GC setting does; the upstream and the
+ * load generator keep the defaults).
  */
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -39,6 +42,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const SECONDS_1 = Number(process.env.BENCH_SECONDS_1 ?? 3);
 const STREAMS = Number(process.env.BENCH_STREAMS ?? 150);
 const PROFILE = process.env.BENCH_PROFILE === '1';
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const only = process.env.BENCH_TARGETS?.split(',').map((s) => s.trim());
 
 type Host = 'upstream' | 'proxy' | 'floor' | 'gateway';
@@ -229,14 +233,17 @@ async function main(): Promise<void> {
   const upstream = await startServer('upstream', 'upstream.ts', { core: CORE_LOAD });
   servers.set('upstream', upstream);
   const env = { UPSTREAM_PORT: String(upstream.port) };
-  servers.set('proxy', await startServer('proxy', 'proxy.ts', { env, core: CORE_UNDER_TEST }));
+  servers.set(
+    'proxy',
+    await startServer('proxy', 'proxy.ts', { env, core: CORE_UNDER_TEST, nodeArgs: NODE_FLAGS }),
+  );
   const profileDir = join(RESULTS_DIR, 'profile');
   const profileStart = Date.now();
   /** The gateway and the floor write their profiles to directories of their own. */
   const profiled = (host: Host) => {
-    if (!PROFILE) return [];
+    if (!PROFILE) return NODE_FLAGS;
     mkdirSync(join(profileDir, host), { recursive: true });
-    return ['--cpu-prof', '--cpu-prof-dir', join(profileDir, host)];
+    return [...NODE_FLAGS, '--cpu-prof', '--cpu-prof-dir', join(profileDir, host)];
   };
   servers.set(
     'floor',
@@ -273,7 +280,7 @@ async function main(): Promise<void> {
   };
 
   console.log(
-    `bench (gateway from ${FROM_SOURCE ? 'sources via tsx' : 'dist/'}): ${ROUNDS} rounds; ${SECONDS}s at 32 connections, ${SECONDS_1}s at 1 connection, ${STREAMS} streams per target per round; pinned: ${pinned}`,
+    `bench (gateway from ${FROM_SOURCE ? 'sources via tsx' : 'dist/'}): ${ROUNDS} rounds; ${SECONDS}s at 32 connections, ${SECONDS_1}s at 1 connection, ${STREAMS} streams per target per round; pinned: ${pinned}${NODE_FLAGS.length ? `; node flags under test: ${NODE_FLAGS.join(' ')}` : ''}`,
   );
   // Warm-up: JIT, keep-alive pools, and the cache entry the hit target reads.
   for (const t of LOAD_TARGETS) {
@@ -443,6 +450,7 @@ async function main(): Promise<void> {
       seconds1: SECONDS_1,
       streamsPerRound: STREAMS,
       profile: PROFILE,
+      nodeFlags: NODE_FLAGS,
       gatewayCode: FROM_SOURCE ? 'TypeScript sources through tsx' : 'compiled dist/',
     },
     connections32: c32,

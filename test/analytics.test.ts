@@ -9,7 +9,14 @@ import request from 'supertest';
 import type { AnalyticsSummary } from '../lib/analytics/index.js';
 import { COLUMNS, rowValues, type AnalyticsRow } from '../lib/analytics/rows.js';
 import { REQUESTS_TABLE, migrateUpTo } from '../lib/analytics/schema.js';
-import { AnalyticsStore, JSON_EACH, batchJson, sqliteInsertSql } from '../lib/analytics/store.js';
+import {
+  AnalyticsStore,
+  JSON_EACH,
+  PreparedInsert,
+  batchJson,
+  sqliteInsertSql,
+  type SqliteConnection,
+} from '../lib/analytics/store.js';
 import { GatewayError } from '../lib/errors.js';
 import type { Gateway } from '../lib/gateway.js';
 import { loadPricingFile } from '../lib/pricing.js';
@@ -645,6 +652,71 @@ describe('the SQLite insert', () => {
     await migrateUpTo(storage.db, '002_request_upstream_latency');
   });
   afterEach(() => storage.cleanup());
+
+  const sampleRow = (i: number): AnalyticsRow => ({
+    ts: 1_796_000_000_000 + i,
+    kind: 'request',
+    event_id: `row-${i}`,
+    attempt: 0,
+    request_id: `req-${i}`,
+    user_id: null,
+    provider: 'openai',
+    model: 'gpt-4o-mini',
+    status: 200,
+    error_kind: null,
+    prompt_tokens: i,
+    completion_tokens: i,
+    total_tokens: 2 * i,
+    cost: 0.0001 * i,
+    cost_saved: 0,
+    latency_ms: 10 + i,
+    ttft_ms: null,
+    cached: false,
+    rate_limited: false,
+    stream: false,
+    attempts: 1,
+    upstream_latency_ms: 9 + i,
+  });
+
+  it('falls back to json_each where SQLite has no jsonb_each, and reports any other preparation error', async () => {
+    // The pool's one connection, held while the inserts run and released before the table is read.
+    const real = (await storage.db.client.acquireConnection()) as SqliteConnection;
+    const prepared: string[] = [];
+    try {
+      // An SQLite older than 3.45, as the driver reports it: jsonb_each is an unknown table there.
+      const old: SqliteConnection = {
+        prepare(sql, done) {
+          const jsonb = sql.includes('jsonb_each(');
+          prepared.push(jsonb ? 'jsonb_each' : 'json_each');
+          if (!jsonb) return real.prepare(sql, done);
+          setImmediate(() => done(new Error('SQLITE_ERROR: no such table: jsonb_each')));
+          return { run() {}, finalize() {} };
+        },
+      };
+      const insert = new PreparedInsert(old);
+      const rows = [0, 1, 2].map((i) => ({ ...sampleRow(i), event_id: `fallback-${i}` }));
+      await insert.run(rowValues(rows), rows.length);
+      await insert.run(rowValues([{ ...sampleRow(3), event_id: 'fallback-3' }]), 1);
+      await insert.finalize();
+
+      const broken: SqliteConnection = {
+        prepare(_sql, done) {
+          setImmediate(() => done(new Error('SQLITE_ERROR: no such table: gateway_requests')));
+          return { run() {}, finalize() {} };
+        },
+      };
+      const failing = new PreparedInsert(broken);
+      await assert.rejects(failing.run(rowValues([sampleRow(9)]), 1), /no such table: gateway_requests/);
+    } finally {
+      await storage.db.client.releaseConnection(real);
+    }
+    // Prepared once, on the first write: the second write reused the json_each statement.
+    assert.deepEqual(prepared, ['jsonb_each', 'json_each']);
+    const ids = (await storage.db(REQUESTS_TABLE).select('event_id').orderBy('event_id')).map(
+      (r: { event_id: string }) => r.event_id,
+    );
+    assert.deepEqual(ids, ['fallback-0', 'fallback-1', 'fallback-2', 'fallback-3']);
+  });
 
   it('unpacks a batch alike with jsonb_each and the json_each fallback: values, SQL types, numbers to the last bit or one unit', async () => {
     const count = 400;

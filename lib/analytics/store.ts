@@ -74,11 +74,11 @@ export interface StoreOptions {
 }
 
 /** The parts of a node-sqlite3 prepared statement this file uses. */
-interface SqliteStatement {
+export interface SqliteStatement {
   run(values: readonly unknown[], done: (err: Error | null) => void): void;
   finalize(done?: () => void): void;
 }
-interface SqliteConnection {
+export interface SqliteConnection {
   prepare(sql: string, done: (err: Error | null) => void): SqliteStatement;
 }
 
@@ -91,8 +91,9 @@ function prepare(connection: SqliteConnection, sql: string): Promise<SqliteState
 /**
  * The SQLite INSERT, prepared once on its connection and used for every batch whatever its size. A
  * statement belongs to its connection: a new connection (the pool replaced one) gets a new statement.
+ * Exported for the tests, which hand it a connection without `jsonb_each`.
  */
-class PreparedInsert {
+export class PreparedInsert {
   private statement?: Promise<SqliteStatement>;
 
   constructor(readonly connection: SqliteConnection) {}

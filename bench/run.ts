@@ -239,22 +239,22 @@ async function main(): Promise<void> {
   );
   const profileDir = join(RESULTS_DIR, 'profile');
   const profileStart = Date.now();
-  /** The gateway and the floor write their profiles to directories of their own. */
-  const profiled = (host: Host) => {
+  /** BENCH_NODE_FLAGS, and under BENCH_PROFILE a profile directory of the host's own. */
+  const nodeArgsFor = (host: Host) => {
     if (!PROFILE) return NODE_FLAGS;
     mkdirSync(join(profileDir, host), { recursive: true });
     return [...NODE_FLAGS, '--cpu-prof', '--cpu-prof-dir', join(profileDir, host)];
   };
   servers.set(
     'floor',
-    await startServer('floor', 'floor.ts', { env, core: CORE_UNDER_TEST, nodeArgs: profiled('floor') }),
+    await startServer('floor', 'floor.ts', { env, core: CORE_UNDER_TEST, nodeArgs: nodeArgsFor('floor') }),
   );
   servers.set(
     'gateway',
     await startServer('gateway', 'gateway-host.ts', {
       env,
       core: CORE_UNDER_TEST,
-      nodeArgs: profiled('gateway'),
+      nodeArgs: nodeArgsFor('gateway'),
     }),
   );
   /** Requests sent to each process, warm-up and streams included: what its profile's time is spread over. */

@@ -95,7 +95,7 @@ export interface Server {
 export async function startServer(
   name: string,
   file: string,
-  options: { env?: Record<string, string>; core?: string; nodeArgs?: string[] } = {},
+  options: { env?: Record<string, string>; core?: string; nodeArgs?: string[]; pipeStdout?: boolean } = {},
 ): Promise<Server> {
   // The gateway hosts load the compiled package; building here covers every bench entry point.
   ensureBuilt();
@@ -105,7 +105,8 @@ export async function startServer(
       ? ['taskset', ['-c', options.core, process.execPath, ...nodeArgs]]
       : [process.execPath, nodeArgs];
   const child = spawn(cmd, args as string[], {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    // pipeStdout: what V8's --trace-gc flags print goes to the parent instead of the terminal.
+    stdio: ['ignore', options.pipeStdout ? 'pipe' : 'inherit', 'inherit', 'ipc'],
     env: { ...process.env, ...options.env },
   });
   const port = await new Promise<number>((resolve, reject) => {

@@ -45,35 +45,16 @@ interface Host {
 }
 
 const OPENAI_PATH = '/v1/chat/completions';
+/** One of gc-hosts.ts' servers; they answer the upstream's path. */
+const smallHost = (name: string): Host => ({
+  name,
+  file: 'gc-hosts.ts',
+  path: OPENAI_PATH,
+  env: { GC_HOST: name },
+  checksMaps: true,
+});
 const ALL_HOSTS: Host[] = [
-  {
-    name: 'node-http',
-    file: 'gc-hosts.ts',
-    path: OPENAI_PATH,
-    env: { GC_HOST: 'node-http' },
-    checksMaps: true,
-  },
-  {
-    name: 'express-router',
-    file: 'gc-hosts.ts',
-    path: OPENAI_PATH,
-    env: { GC_HOST: 'express-router' },
-    checksMaps: true,
-  },
-  {
-    name: 'express-app',
-    file: 'gc-hosts.ts',
-    path: OPENAI_PATH,
-    env: { GC_HOST: 'express-app' },
-    checksMaps: true,
-  },
-  {
-    name: 'node-http-axios',
-    file: 'gc-hosts.ts',
-    path: OPENAI_PATH,
-    env: { GC_HOST: 'node-http-axios' },
-    checksMaps: true,
-  },
+  ...['node-http', 'express-router', 'express-app', 'node-http-axios'].map(smallHost),
   { name: 'floor', file: 'floor.ts', path: OPENAI_PATH },
   { name: 'gateway', file: 'gateway-host.ts', path: '/ai/chat' },
 ];

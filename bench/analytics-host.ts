@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
-import { MODEL, reportReady } from './common.js';
+import { benchServer, MODEL, reportReady } from './common.js';
 import { gatewayModules } from './package-under-test.js';
 
 const { Gateway, silentLogger, createGatewayRouter } = await gatewayModules();
@@ -41,7 +41,7 @@ process.on('message', (m: { type?: string }) => {
   if (m?.type === 'analytics') process.send?.({ type: 'analytics', value: gateway.analytics.stats() });
 });
 
-const server = app.listen(0, '127.0.0.1', () => {
+const server = benchServer(app).listen(0, '127.0.0.1', () => {
   reportReady((server.address() as { port: number }).port, async () => {
     await new Promise<void>((r) => server.close(() => r()));
     await gateway.close();

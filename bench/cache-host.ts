@@ -4,7 +4,7 @@
  * the gateway router with that cache backend, everything else in its default pipeline.
  */
 import express from 'express';
-import { MODEL, reportReady } from './common.js';
+import { benchServer, MODEL, reportReady } from './common.js';
 import { gatewayModules } from './package-under-test.js';
 
 const { Gateway, silentLogger, createGatewayRouter, RedisCacheStore } = await gatewayModules();
@@ -52,7 +52,7 @@ if (target === 'plain') {
   };
 }
 
-const server = app.listen(0, '127.0.0.1', () => {
+const server = benchServer(app).listen(0, '127.0.0.1', () => {
   const address = server.address();
   reportReady(typeof address === 'object' && address ? address.port : 0, async () => {
     server.close();

@@ -4,10 +4,13 @@
  * that the bench and the soak start their processes the same way.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Express } from 'express';
+import { createExpressServer } from '../lib/express-server.js';
 import { ensureBuilt } from './package-under-test.js';
 
 export const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -198,4 +201,15 @@ export function percentile(sorted: Float64Array | number[], p: number): number {
 export function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   return percentile(s, 50);
+}
+
+/**
+ * The server every Express host of the bench (the floor, the gateway's host, the cache and analytics hosts)
+ * listens with: the package's `createExpressServer()` (Express' prototypes in place from construction, see
+ * lib/express-server.ts), or with `BENCH_SERVER=plain` node's `http.createServer(app)` as `app.listen()`
+ * makes it. One setting for every host, taken from the sources whichever build is measured, so that the
+ * floor and both sides of `bench:ab` are served alike.
+ */
+export function benchServer(app: Express): http.Server {
+  return process.env.BENCH_SERVER === 'plain' ? http.createServer(app) : createExpressServer(app);
 }

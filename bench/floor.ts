@@ -10,7 +10,7 @@ import http from 'node:http';
 import https from 'node:https';
 import axios from 'axios';
 import express from 'express';
-import { reportReady } from './common.js';
+import { benchServer, reportReady } from './common.js';
 
 const upstream = `http://127.0.0.1:${Number(process.env.UPSTREAM_PORT)}`;
 const agentOptions = { keepAlive: true, keepAliveMsecs: 60_000, maxSockets: 256 };
@@ -57,7 +57,7 @@ app.post('/v1/chat/completions', express.json({ limit: '1mb' }), async (req, res
   }
 });
 
-const server = app.listen(0, '127.0.0.1', () => {
+const server = benchServer(app).listen(0, '127.0.0.1', () => {
   reportReady((server.address() as { port: number }).port, () => {
     httpAgent.destroy();
     return new Promise((r) => server.close(() => r()));

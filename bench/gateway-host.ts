@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import express from 'express';
-import { MODEL, reportReady } from './common.js';
+import { benchServer, MODEL, reportReady } from './common.js';
 import { gatewayModules } from './package-under-test.js';
 
 const { Gateway, silentLogger, rateLimitingOf, createGatewayRouter, MemoryCacheStore } =
@@ -89,7 +89,7 @@ function limiterKeys(): number | undefined {
   return n;
 }
 
-const server = app.listen(0, '127.0.0.1', () => {
+const server = benchServer(app).listen(0, '127.0.0.1', () => {
   reportReady(
     (server.address() as { port: number }).port,
     async () => {

@@ -5,6 +5,8 @@
  * - `express-router`: the same handler in an Express Router called straight from node:http;
  * - `express-app`: the same handler in an Express application, which swaps the prototypes of `req` and
  *   `res` for its own on every request;
+ * - `express-app-server`: that application served by the package's `createExpressServer()`, which builds
+ *   `req` and `res` with the application's prototypes so that the swap changes nothing;
  * - `node-http-axios`: node:http forwarding to the upstream with the floor's axios settings, no Express.
  *
  * Started with `--allow-natives-syntax`, the host also counts how often a request object ends its request
@@ -13,6 +15,7 @@
 import http from 'node:http';
 import axios from 'axios';
 import express from 'express';
+import { createExpressServer } from '../lib/express-server.js';
 import { reportReady } from './common.js';
 
 const HOST = process.env.GC_HOST ?? 'node-http';
@@ -83,32 +86,38 @@ function forward(req: http.IncomingMessage, res: http.ServerResponse): void {
   });
 }
 
-function handlerFor(host: string): http.RequestListener {
+function expressApp(): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.post('/v1/chat/completions', (req, res) => answerFixed(req, res));
+  return app;
+}
+
+function serverFor(host: string): http.Server {
   switch (host) {
     case 'node-http':
-      return answerFixed;
+      return http.createServer(answerFixed);
     case 'node-http-axios':
-      return forward;
+      return http.createServer(forward);
     case 'express-router': {
       const router = express.Router();
       router.post('/v1/chat/completions', (req, res) => answerFixed(req, res));
-      return (req, res) =>
-        router(req as express.Request, res as express.Response, () => res.writeHead(404).end());
+      return http.createServer((req, res) =>
+        router(req as express.Request, res as express.Response, () => res.writeHead(404).end()),
+      );
     }
-    case 'express-app': {
-      const app = express();
-      app.disable('x-powered-by');
-      app.post('/v1/chat/completions', (req, res) => answerFixed(req, res));
-      return app as unknown as http.RequestListener;
-    }
+    case 'express-app':
+      return http.createServer(expressApp());
+    case 'express-app-server':
+      return createExpressServer(expressApp());
     default:
       throw new Error(
-        `GC_HOST must be node-http, express-router, express-app or node-http-axios, not "${host}".`,
+        `GC_HOST must be node-http, express-router, express-app, express-app-server or node-http-axios, not "${host}".`,
       );
   }
 }
 
-const server = http.createServer(handlerFor(HOST));
+const server = serverFor(HOST);
 server.keepAliveTimeout = 60_000;
 server.listen(0, '127.0.0.1', () => {
   reportReady(

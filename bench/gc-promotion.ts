@@ -5,8 +5,9 @@
  * scavenge waits for it, and a scavenge's pause grows with what survives it: in a host where every
  * request's objects survive the next scavenge, about one request in a hundred waits several milliseconds.
  *
- * Hosts: the minimal servers of gc-hosts.ts (node:http, an Express Router, an Express application,
- * node:http with axios), the bench's floor (Express + axios) and the gateway. The small hosts run with
+ * Hosts: the minimal servers of gc-hosts.ts (node:http, an Express Router, an Express application served
+ * by node's server and by the package's `createExpressServer()`, node:http with axios), the bench's floor
+ * (Express + axios) and the gateway, both served as `npm run bench` serves them (`BENCH_SERVER`). The small hosts run with
  * `--allow-natives-syntax` and also report how many requests ended with a hidden class (V8 map) of their
  * own: on V8 before 13 (Node 20 and 22), a property added to an object after `Object.setPrototypeOf()`
  * makes a new map for that object alone, and Express' application does that to `req` and `res` on every
@@ -54,7 +55,7 @@ const smallHost = (name: string): Host => ({
   checksMaps: true,
 });
 const ALL_HOSTS: Host[] = [
-  ...['node-http', 'express-router', 'express-app', 'node-http-axios'].map(smallHost),
+  ...['node-http', 'express-router', 'express-app', 'express-app-server', 'node-http-axios'].map(smallHost),
   { name: 'floor', file: 'floor.ts', path: OPENAI_PATH },
   { name: 'gateway', file: 'gateway-host.ts', path: '/ai/chat' },
 ];

@@ -4,7 +4,6 @@
  * `express-ai-gateway serve --check --config FILE` validates a config and exits. With no config file, the
  * config is built from the environment, so the gateway starts with zero setup.
  */
-import http from 'node:http';
 import { parseArgs } from 'node:util';
 import express from 'express';
 import type { GatewayFileConfig, ProviderFileConfig } from '../types/index.js';
@@ -13,6 +12,7 @@ import { ConfigError } from './errors.js';
 import { Gateway } from './gateway.js';
 import { createGatewayRouter } from './router.js';
 import { startDashboardServer, type DashboardServer } from './dashboard/server.js';
+import { createExpressServer } from './express-server.js';
 import { hardenServer } from './server-timeouts.js';
 
 const USAGE = `Usage: express-ai-gateway serve [--config FILE] [--port N] [--host HOST] [--check]
@@ -76,7 +76,7 @@ async function serve(args: { config?: string; port?: string; host?: string; chec
   const port = Number(args.port ?? process.env.PORT ?? 3000);
   const host = args.host ?? process.env.HOST ?? '127.0.0.1';
   // Slow clients (slowloris) must not hold sockets open forever while sending a request.
-  const server = hardenServer(http.createServer(app));
+  const server = hardenServer(createExpressServer(app));
   // Behind a load balancer the server must keep idle connections longer than the balancer does (60 s is
   // common), or the balancer reuses a socket the server just closed and the client sees a 502. Headers
   // must be allowed a little longer still (Node requires it). requestTimeout covers receiving the request

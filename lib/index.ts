@@ -17,6 +17,7 @@ export { adminKeys } from './middlewares/admin-keys.js';
 export { jsonBody } from './middlewares/json-body.js';
 export type { AuthIdentity } from './auth.js';
 export { hardenServer } from './server-timeouts.js';
+export { createExpressServer } from './express-server.js';
 export type { ServerTimeouts } from './server-timeouts.js';
 export { routeStage } from './middlewares/route.js';
 export type { RouteStageOptions } from './middlewares/route.js';

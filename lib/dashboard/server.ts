@@ -15,6 +15,7 @@ import { metrics } from '../middlewares/metrics.js';
 import { writeJson } from '../middlewares/respond.js';
 import { stats } from '../middlewares/stats.js';
 import { statsRecent } from '../middlewares/stats-recent.js';
+import { createExpressServer } from '../express-server.js';
 import { hardenServer } from '../server-timeouts.js';
 import { dashboard, dashboardCredentials, type DashboardOptions } from './index.js';
 
@@ -58,7 +59,7 @@ export async function startDashboardServer(
 ): Promise<DashboardServer> {
   const port = options.port ?? gateway.runtime.config.analytics.dashboardPort;
   const host = options.host ?? '127.0.0.1';
-  const server = hardenServer(http.createServer(dashboardApp(gateway, options)));
+  const server = hardenServer(createExpressServer(dashboardApp(gateway, options)));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -56,7 +56,7 @@ class UpstreamAttempt extends AbortCallbacks implements GenericAbortSignal {
   // every chunk was a hot spot. The timer checks this when it fires and waits for the rest if needed.
   private lastActivity = -Infinity;
   private timer: NodeJS.Timeout;
-  private readonly stopListening: (() => void) | undefined;
+  private stopListening: (() => void) | undefined;
 
   constructor(
     private readonly timeoutMs: number,
@@ -106,6 +106,10 @@ class UpstreamAttempt extends AbortCallbacks implements GenericAbortSignal {
   release(): void {
     clearTimeout(this.timer);
     this.stopListening?.();
+    // axios keeps the request config, this signal included, past the next young-generation collection
+    // (measured, cause inside axios not found); without this reference the request's context is not kept
+    // with it: 10.8 -> 8.5 KB promoted per request at one connection (`npm run bench:gc`).
+    this.stopListening = undefined;
   }
 
   abort(): void {

@@ -6,7 +6,7 @@
  */
 import express from 'express';
 import { pathToFileURL } from 'node:url';
-import { createGatewayRouter, type GatewayInput } from '../lib/index.js';
+import { createExpressServer, createGatewayRouter, type GatewayInput } from '../lib/index.js';
 import { startFakeOpenAI } from '../lib/testing/index.js';
 
 export function createApp(config: GatewayInput) {
@@ -41,7 +41,8 @@ export async function exampleConfig(env: NodeJS.ProcessEnv = process.env) {
 export async function main(port = Number(process.env.PORT ?? 3000)) {
   const { config, close } = await exampleConfig();
   const { app, gateway } = createApp(config);
-  const server = app.listen(port, '127.0.0.1');
+  // app.listen() works too; this server keeps Express' per-request prototype swap from costing anything.
+  const server = createExpressServer(app).listen(port, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', resolve));
   const { port: actual } = server.address() as { port: number };
   console.log(`host app on http://127.0.0.1:${actual}, gateway at http://127.0.0.1:${actual}/ai`);

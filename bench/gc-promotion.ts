@@ -15,7 +15,8 @@
  *
  * Run it under another Node to compare (`<that node> --import tsx bench/gc-promotion.ts`): every host is
  * started with the Node that runs this script. Environment: GC_ROUNDS (default 2), GC_SECONDS (default 4),
- * GC_CONNECTIONS (default 1), GC_HOSTS (comma-separated names to run only those).
+ * GC_CONNECTIONS (default 1), GC_HOSTS (comma-separated names to run only those), BENCH_NODE_FLAGS (node
+ * options for every host, as for `npm run bench`).
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -35,6 +36,8 @@ const ROUNDS = Number(process.env.GC_ROUNDS ?? 2);
 const SECONDS = Number(process.env.GC_SECONDS ?? 4);
 const CONNECTIONS = Number(process.env.GC_CONNECTIONS ?? 1);
 const only = process.env.GC_HOSTS?.split(',').map((s) => s.trim());
+// The same option as `npm run bench`'s: node options for every host, e.g. --no-allocation-site-pretenuring.
+const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
 
 interface Host {
   name: string;
@@ -126,7 +129,7 @@ async function main(): Promise<void> {
     const server = await startServer(host.name, host.file, {
       env: { UPSTREAM_PORT: String(upstream.port), ...host.env },
       core: CORE_UNDER_TEST,
-      nodeArgs: ['--trace-gc-nvp', ...(host.checksMaps ? ['--allow-natives-syntax'] : [])],
+      nodeArgs: ['--trace-gc-nvp', ...NODE_FLAGS, ...(host.checksMaps ? ['--allow-natives-syntax'] : [])],
       pipeStdout: true,
     });
     let rest = '';
@@ -167,7 +170,8 @@ async function main(): Promise<void> {
   const round = (n: number | undefined, digits: number) =>
     n === undefined || Number.isNaN(n) ? '' : Number(n.toFixed(digits));
   console.log(
-    `Node ${process.version} (V8 ${process.versions.v8}), ${CONNECTIONS} connection(s), ${ROUNDS} × ${SECONDS} s`,
+    `Node ${process.version} (V8 ${process.versions.v8}), ${CONNECTIONS} connection(s), ${ROUNDS} × ${SECONDS} s` +
+      (NODE_FLAGS.length ? `, node options: ${NODE_FLAGS.join(' ')}` : ''),
   );
   console.table(
     results.map((r) => ({
@@ -188,7 +192,14 @@ async function main(): Promise<void> {
   writeFileSync(
     file,
     JSON.stringify(
-      { node: process.version, v8: process.versions.v8, connections: CONNECTIONS, rounds: ROUNDS, results },
+      {
+        node: process.version,
+        v8: process.versions.v8,
+        nodeFlags: NODE_FLAGS,
+        connections: CONNECTIONS,
+        rounds: ROUNDS,
+        results,
+      },
       null,
       2,
     ),

@@ -14,6 +14,7 @@ import { createGatewayRouter } from './router.js';
 import { startDashboardServer, type DashboardServer } from './dashboard/server.js';
 import { createExpressServer } from './express-server.js';
 import { hardenServer } from './server-timeouts.js';
+import { disablePretenuring } from './v8-tuning.js';
 
 const USAGE = `Usage: express-ai-gateway serve [--config FILE] [--port N] [--host HOST] [--check]
 
@@ -69,6 +70,8 @@ async function serve(args: { config?: string; port?: string; host?: string; chec
     console.log(`${args.config}: valid (${count} provider${count === 1 ? '' : 's'}).`);
     return;
   }
+  // This process only serves requests: see lib/v8-tuning.ts for why V8's pretenuring is off here.
+  disablePretenuring();
   const gateway = new Gateway(args.config ?? configFromEnv());
   const app = express();
   app.disable('x-powered-by');

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Express } from 'express';
 import { createExpressServer } from '../lib/express-server.js';
+import { disablePretenuring } from '../lib/v8-tuning.js';
 import { ensureBuilt } from './package-under-test.js';
 
 export const BENCH_DIR = dirname(fileURLToPath(import.meta.url));
@@ -204,12 +205,15 @@ export function median(values: number[]): number {
 }
 
 /**
- * The server every Express host of the bench (the floor, the gateway's host, the cache and analytics hosts)
- * listens with: the package's `createExpressServer()` (Express' prototypes in place from construction, see
- * lib/express-server.ts), or with `BENCH_SERVER=plain` node's `http.createServer(app)` as `app.listen()`
- * makes it. One setting for every host, taken from the sources whichever build is measured, so that the
- * floor and both sides of `bench:ab` are served alike.
+ * How every Express host of the bench (the floor, the gateway's host, the cache and analytics hosts) is set
+ * up: as the README recommends, with the package's `createExpressServer()` (Express' prototypes in place
+ * from construction, see lib/express-server.ts) and `disablePretenuring()` (lib/v8-tuning.ts); or, with
+ * `BENCH_SERVER=plain`, with node's `http.createServer(app)` as `app.listen()` makes it and V8's defaults.
+ * One setting for every host, taken from the sources whichever build is measured, so that the floor and
+ * both sides of `bench:ab` are set up alike.
  */
 export function benchServer(app: Express): http.Server {
-  return process.env.BENCH_SERVER === 'plain' ? http.createServer(app) : createExpressServer(app);
+  if (process.env.BENCH_SERVER === 'plain') return http.createServer(app);
+  disablePretenuring();
+  return createExpressServer(app);
 }

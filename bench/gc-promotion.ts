@@ -7,7 +7,9 @@
  *
  * Hosts: the minimal servers of gc-hosts.ts (node:http, an Express Router, an Express application served
  * by node's server and by the package's `createExpressServer()`, node:http with axios), the bench's floor
- * (Express + axios) and the gateway, both served as `npm run bench` serves them (`BENCH_SERVER`). The small hosts run with
+ * (Express + axios) and the gateway, both set up as `npm run bench` sets them up (`benchServer()`: the
+ * package's server and V8's pretenuring off, or with `BENCH_SERVER=plain` node's and V8's defaults; the small
+ * hosts keep V8's defaults unless BENCH_NODE_FLAGS says otherwise). The small hosts run with
  * `--allow-natives-syntax` and also report how many requests ended with a hidden class (V8 map) of their
  * own: on V8 before 13 (Node 20 and 22), a property added to an object after `Object.setPrototypeOf()`
  * makes a new map for that object alone, and Express' application does that to `req` and `res` on every

@@ -18,6 +18,7 @@ export { jsonBody } from './middlewares/json-body.js';
 export type { AuthIdentity } from './auth.js';
 export { hardenServer } from './server-timeouts.js';
 export { createExpressServer } from './express-server.js';
+export { disablePretenuring } from './v8-tuning.js';
 export type { ServerTimeouts } from './server-timeouts.js';
 export { routeStage } from './middlewares/route.js';
 export type { RouteStageOptions } from './middlewares/route.js';

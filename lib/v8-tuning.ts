@@ -1,6 +1,7 @@
 /**
- * V8 settings for a process whose job is serving requests. Applied by the CLI, the process the package
- * owns; a host app decides for its own process (README, "Performance").
+ * V8 settings for a process whose job is serving requests. The CLI applies them to its own process; a host
+ * app decides for its own, by calling disablePretenuring() at start (README, "Performance"). The package
+ * never changes V8's settings by itself.
  *
  * Allocation-site pretenuring: V8 watches where objects are allocated and, for a site whose objects often
  * survive a young-generation collection (scavenge), allocates the next ones directly in the old

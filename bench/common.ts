@@ -199,6 +199,11 @@ export function percentile(sorted: Float64Array | number[], p: number): number {
   return sorted[i]!;
 }
 
+/** BENCH_NODE_FLAGS: space-separated node options for the processes under test. */
+export function benchNodeFlags(): string[] {
+  return (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+}
+
 export function median(values: number[]): number {
   const s = [...values].sort((a, b) => a - b);
   return percentile(s, 50);

@@ -6,25 +6,12 @@
  * A body asking for `"stream": true` is relayed as a stream (axios `responseType: 'stream'` piped to the
  * client), as the gateway receives its upstream streams.
  */
-import http from 'node:http';
-import https from 'node:https';
-import axios from 'axios';
 import express from 'express';
 import { benchServer, reportReady } from './common.js';
+import { floorClient } from './floor-client.js';
 
 const upstream = `http://127.0.0.1:${Number(process.env.UPSTREAM_PORT)}`;
-const agentOptions = { keepAlive: true, keepAliveMsecs: 60_000, maxSockets: 256 };
-const httpAgent = new http.Agent(agentOptions);
-const client = axios.create({
-  httpAgent,
-  httpsAgent: new https.Agent(agentOptions),
-  maxRedirects: 0,
-  transformRequest: [(data) => data],
-  transformResponse: [(data) => data],
-  validateStatus: () => true,
-  maxContentLength: 50 * 1024 * 1024,
-  proxy: false,
-});
+const { client, httpAgent } = floorClient();
 
 const app = express();
 app.disable('x-powered-by');

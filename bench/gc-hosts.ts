@@ -13,22 +13,14 @@
  * with a hidden class (V8 map) of its own instead of the one the previous request's object had.
  */
 import http from 'node:http';
-import axios from 'axios';
 import express from 'express';
 import { createExpressServer } from '../lib/express-server.js';
 import { reportReady } from './common.js';
+import { floorClient } from './floor-client.js';
 
 const HOST = process.env.GC_HOST ?? 'node-http';
 const upstream = `http://127.0.0.1:${Number(process.env.UPSTREAM_PORT)}`;
-const agent = new http.Agent({ keepAlive: true, keepAliveMsecs: 60_000, maxSockets: 256 });
-const client = axios.create({
-  httpAgent: agent,
-  maxRedirects: 0,
-  transformRequest: [(data) => data],
-  transformResponse: [(data) => data],
-  validateStatus: () => true,
-  proxy: false,
-});
+const { client, httpAgent: agent } = floorClient();
 // The size of the upstream's completion, so that every host writes about the same answer.
 const answer = JSON.stringify({ id: 'chatcmpl-bench', object: 'chat.completion', content: 'x'.repeat(420) });
 
@@ -41,6 +33,8 @@ const sameMap = (() => {
   }
 })();
 const maps = { requests: 0, reqMapOfItsOwn: 0, resMapOfItsOwn: 0 };
+/** What a host reports of hidden classes (gc-promotion.ts reads it). */
+export type MapCount = typeof maps;
 let previous: { req: object; res: object } | undefined;
 function countMaps(req: object, res: object): void {
   if (!sameMap) return;

@@ -26,12 +26,14 @@ import {
   CORE_LOAD,
   CORE_UNDER_TEST,
   RESULTS_DIR,
+  benchNodeFlags,
   median,
   percentile,
   pinSelf,
   startServer,
   type Server,
 } from './common.js';
+import type { MapCount } from './gc-hosts.js';
 import { load } from './load.js';
 
 const ROUNDS = Number(process.env.GC_ROUNDS ?? 2);
@@ -39,7 +41,7 @@ const SECONDS = Number(process.env.GC_SECONDS ?? 4);
 const CONNECTIONS = Number(process.env.GC_CONNECTIONS ?? 1);
 const only = process.env.GC_HOSTS?.split(',').map((s) => s.trim());
 // The same option as `npm run bench`'s: node options for every host, e.g. --no-allocation-site-pretenuring.
-const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+const NODE_FLAGS = benchNodeFlags();
 
 interface Host {
   name: string;
@@ -81,12 +83,6 @@ function scavengesIn(lines: readonly string[]): Scavenge[] {
     if (pause && promoted) found.push({ pauseMs: Number(pause[1]), promoted: Number(promoted[1]) });
   }
   return found;
-}
-
-interface MapCount {
-  requests: number;
-  reqMapOfItsOwn: number;
-  resMapOfItsOwn: number;
 }
 
 interface HostResult {

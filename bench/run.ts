@@ -15,7 +15,8 @@
  * TypeScript sources through tsx instead of the compiled dist/, which is built first by default),
  * BENCH_NODE_FLAGS (space-separated node options for the processes under test, the proxy, the floor and the
  * gateway alike: e.g. `--max-semi-space-size=2` to see what a host's GC setting does; the upstream and the
- * load generator keep the defaults).
+ * load generator keep the defaults), BENCH_SERVER=plain (the Express hosts, floor included, on node's
+ * `http.createServer(app)` with V8's defaults instead of the recommended setup; see benchServer()).
  */
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
@@ -24,6 +25,7 @@ import {
   CORE_LOAD,
   CORE_UNDER_TEST,
   RESULTS_DIR,
+  benchNodeFlags,
   cpuMs,
   mainThreadCpuMs,
   median,
@@ -42,7 +44,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 3);
 const SECONDS_1 = Number(process.env.BENCH_SECONDS_1 ?? 3);
 const STREAMS = Number(process.env.BENCH_STREAMS ?? 150);
 const PROFILE = process.env.BENCH_PROFILE === '1';
-const NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+const NODE_FLAGS = benchNodeFlags();
 const only = process.env.BENCH_TARGETS?.split(',').map((s) => s.trim());
 
 type Host = 'upstream' | 'proxy' | 'floor' | 'gateway';

@@ -209,6 +209,11 @@ export function median(values: number[]): number {
   return percentile(s, 50);
 }
 
+/** Which host setup benchServer() gives, as the bench reports it: `BENCH_SERVER=plain` or the default. */
+export function benchServerSetup(): 'recommended' | 'plain' {
+  return process.env.BENCH_SERVER === 'plain' ? 'plain' : 'recommended';
+}
+
 /**
  * How every Express host of the bench (the floor, the gateway's host, the cache and analytics hosts) is set
  * up: as the README recommends, with the package's `createExpressServer()` (Express' prototypes in place
@@ -218,7 +223,7 @@ export function median(values: number[]): number {
  * both sides of `bench:ab` are set up alike.
  */
 export function benchServer(app: Express): http.Server {
-  if (process.env.BENCH_SERVER === 'plain') return http.createServer(app);
+  if (benchServerSetup() === 'plain') return http.createServer(app);
   disablePretenuring();
   return createExpressServer(app);
 }

@@ -52,6 +52,10 @@ export const STAGE_PIPELINES: Record<string, string[]> = {
   cache: ['analytics', 'rateLimit', 'middleware', 'cache', 'route'],
   // The default pipeline minus analytics: what the hot path costs apart from the analytics writes.
   noanalytics: ['auth', 'rateLimit', 'middleware', 'cache', 'route'],
+  // A cache hit stage by stage, from the cache alone up to `cache` above (which adds the middleware).
+  hitcache: ['cache', 'route'],
+  hitanalytics: ['analytics', 'cache', 'route'],
+  hitratelimit: ['analytics', 'rateLimit', 'cache', 'route'],
 };
 
 const app = express();

@@ -26,6 +26,7 @@ import {
   CORE_UNDER_TEST,
   RESULTS_DIR,
   benchNodeFlags,
+  benchServerSetup,
   cpuMs,
   mainThreadCpuMs,
   median,
@@ -106,6 +107,34 @@ const ALL_LOAD_TARGETS: Target[] = [
   },
   { name: 'stage:+cache', host: 'gateway', path: '/s/cache/chat', unique: true, what: '+ cache (miss)' },
   {
+    name: 'hit:cache',
+    host: 'gateway',
+    path: '/s/hitcache/chat',
+    unique: false,
+    what: "hit, pipeline ['cache', 'route']",
+  },
+  {
+    name: 'hit:+analytics',
+    host: 'gateway',
+    path: '/s/hitanalytics/chat',
+    unique: false,
+    what: 'hit, + analytics (SQLite)',
+  },
+  {
+    name: 'hit:+rateLimit',
+    host: 'gateway',
+    path: '/s/hitratelimit/chat',
+    unique: false,
+    what: 'hit, + rateLimit (memory)',
+  },
+  {
+    name: 'hit:+middleware',
+    host: 'gateway',
+    path: '/s/cache/chat',
+    unique: false,
+    what: 'hit, + middleware (pii_scrubber)',
+  },
+  {
     name: 'gateway-noan',
     host: 'gateway',
     path: '/s/noanalytics/chat',
@@ -119,6 +148,24 @@ const ALL_LOAD_TARGETS: Target[] = [
     unique: false,
     what: 'default pipeline without analytics, hit',
   },
+];
+/** The targets that add one stage at a time, from each chain's reference to the default pipeline. */
+const MISS_CHAIN = [
+  'floor',
+  'stage:route',
+  'stage:+analytics',
+  'stage:+rateLimit',
+  'stage:+middleware',
+  'stage:+cache',
+  'gateway',
+];
+const HIT_CHAIN = [
+  'plain',
+  'hit:cache',
+  'hit:+analytics',
+  'hit:+rateLimit',
+  'hit:+middleware',
+  'gateway-hit',
 ];
 const LOAD_TARGETS = ALL_LOAD_TARGETS.filter((t) => !only || only.includes(t.name));
 const LATENCY_TARGETS = LOAD_TARGETS.filter((t) =>
@@ -282,7 +329,7 @@ async function main(): Promise<void> {
   };
 
   console.log(
-    `bench (gateway from ${FROM_SOURCE ? 'sources via tsx' : 'dist/'}): ${ROUNDS} rounds; ${SECONDS}s at 32 connections, ${SECONDS_1}s at 1 connection, ${STREAMS} streams per target per round; pinned: ${pinned}${NODE_FLAGS.length ? `; node flags under test: ${NODE_FLAGS.join(' ')}` : ''}`,
+    `bench (gateway from ${FROM_SOURCE ? 'sources via tsx' : 'dist/'}): ${ROUNDS} rounds; ${SECONDS}s at 32 connections, ${SECONDS_1}s at 1 connection, ${STREAMS} streams per target per round; pinned: ${pinned}; host setup: ${benchServerSetup()}${NODE_FLAGS.length ? `; node flags under test: ${NODE_FLAGS.join(' ')}` : ''}`,
   );
   // Warm-up: JIT, keep-alive pools, and the cache entry the hit target reads.
   for (const t of LOAD_TARGETS) {
@@ -335,6 +382,26 @@ async function main(): Promise<void> {
       'non-2xx': s.non2xx + s.errors,
     };
   });
+  // What each stage adds, from the reference up to the whole default pipeline, for a miss and for a hit:
+  // each step's CPU per request against the step before it (the issue's "stage by stage").
+  const stageChain = (chain: string[]) =>
+    chain
+      .filter((name) => c32[name]?.cpuUsPerRequest !== undefined)
+      .map((name, i, present) => {
+        const cpu = c32[name]!.cpuUsPerRequest!;
+        const before = i > 0 ? c32[present[i - 1]!]!.cpuUsPerRequest! : undefined;
+        const first = c32[present[0]!]!;
+        return {
+          step: name,
+          'cpu us/req': cpu,
+          'added us': before === undefined ? undefined : cpu - before,
+          'req/s share of first': ratio(c32[name]!.rps, first.rps),
+        };
+      });
+  const stages = {
+    miss: stageChain(MISS_CHAIN),
+    hit: stageChain(HIT_CHAIN),
+  };
   const direct1 = c1.upstream;
   const table1 = LATENCY_TARGETS.map((t) => {
     const s = c1[t.name]!;
@@ -430,6 +497,14 @@ async function main(): Promise<void> {
   console.table(table1);
   console.log('Streaming (sequential, one connection)');
   console.table(streamRows);
+  if (stages.miss.length > 1) {
+    console.log('Stage by stage, cache miss (CPU per request, each step against the one before)');
+    console.table(stages.miss);
+  }
+  if (stages.hit.length > 1) {
+    console.log('Stage by stage, cache hit');
+    console.table(stages.hit);
+  }
   console.log('Targets');
   console.table(checks);
 
@@ -453,12 +528,14 @@ async function main(): Promise<void> {
       streamsPerRound: STREAMS,
       profile: PROFILE,
       nodeFlags: NODE_FLAGS,
+      hostSetup: benchServerSetup(),
       gatewayCode: FROM_SOURCE ? 'TypeScript sources through tsx' : 'compiled dist/',
     },
     connections32: c32,
     connections1: c1,
     table32,
     table1,
+    stages,
     streaming: streamRows,
     checks,
     gatewayMemoryAfter: memory,

@@ -204,6 +204,8 @@ interface Acc {
   /** The main thread's share of cpuMs. */
   mainCpuMs: number;
   served: number;
+  /** CPU µs per request of each round, in round order (the stage tables pair them up by round). */
+  cpuRounds: number[];
   latencies: number[];
   non2xx: number;
   errors: number;
@@ -218,6 +220,7 @@ const acc = (): Acc => ({
   cpuMs: 0,
   mainCpuMs: 0,
   served: 0,
+  cpuRounds: [],
   latencies: [],
   non2xx: 0,
   errors: 0,
@@ -236,6 +239,7 @@ function add(map: Map<string, Acc>, name: string, r: LoadResult, cpu: Cpu | unde
     a.cpuMs += cpu.all;
     a.mainCpuMs += cpu.main;
     a.served += r.requests;
+    if (r.requests > 0) a.cpuRounds.push((cpu.all * 1000) / r.requests);
   }
   for (const l of r.latencies) a.latencies.push(l);
   a.non2xx += r.non2xx;
@@ -261,6 +265,7 @@ function summary(a: Acc | undefined) {
     rpsRounds: a.rps.map(Math.round),
     cpuUsPerRequest: a.served ? Math.round((a.cpuMs * 1000) / a.served) : undefined,
     mainCpuUsPerRequest: a.served ? Math.round((a.mainCpuMs * 1000) / a.served) : undefined,
+    cpuUsRounds: a.cpuRounds.map(Math.round),
     p50: round3(percentile(sorted, 50)),
     p90: round3(percentile(sorted, 90)),
     p99: round3(percentile(sorted, 99)),
@@ -383,19 +388,24 @@ async function main(): Promise<void> {
     };
   });
   // What each stage adds, from the reference up to the whole default pipeline, for a miss and for a hit:
-  // each step's CPU per request against the step before it (the "stage by stage").
+  // each step's CPU per request against the step before it (the "stage by stage"). Every round
+  // visits every target, so the rounds pair up: the median of the per-round differences cancels drift
+  // between rounds, and their range shows how far one step can be trusted.
   const stageChain = (chain: string[]) =>
     chain
       .filter((name) => c32[name]?.cpuUsPerRequest !== undefined)
       .map((name, i, present) => {
-        const cpu = c32[name]!.cpuUsPerRequest!;
-        const before = i > 0 ? c32[present[i - 1]!]!.cpuUsPerRequest! : undefined;
-        const first = c32[present[0]!]!;
+        const s = c32[name]!;
+        const before = i > 0 ? c32[present[i - 1]!]! : undefined;
+        const diffs = before
+          ? s.cpuUsRounds.map((cpu, round) => cpu - before.cpuUsRounds[round]!).filter(Number.isFinite)
+          : [];
         return {
           step: name,
-          'cpu us/req': cpu,
-          'added us': before === undefined ? undefined : cpu - before,
-          'req/s share of first': ratio(c32[name]!.rps, first.rps),
+          'cpu us/req': s.cpuUsPerRequest,
+          'added us (median of rounds)': diffs.length ? median(diffs) : undefined,
+          'added us per round': diffs.join(' '),
+          'req/s share of first': ratio(s.rps, c32[present[0]!]!.rps),
         };
       });
   const stages = {

@@ -239,7 +239,8 @@ function add(map: Map<string, Acc>, name: string, r: LoadResult, cpu: Cpu | unde
     a.cpuMs += cpu.all;
     a.mainCpuMs += cpu.main;
     a.served += r.requests;
-    if (r.requests > 0) a.cpuRounds.push((cpu.all * 1000) / r.requests);
+    // NaN for a round that served nothing keeps the rounds of every target aligned.
+    a.cpuRounds.push(r.requests > 0 ? (cpu.all * 1000) / r.requests : NaN);
   }
   for (const l of r.latencies) a.latencies.push(l);
   a.non2xx += r.non2xx;

@@ -17,7 +17,6 @@
  * 10), BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 10).
  */
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import autocannon from 'autocannon';
 import type { RecorderStats } from '../lib/analytics/recorder.js';
@@ -27,6 +26,8 @@ import {
   RESULTS_DIR,
   chatBody,
   cpuMs,
+  loadavgNow,
+  machineInfo,
   median,
   percentile,
   pinSelf,
@@ -138,7 +139,7 @@ const pcts = (values: number[]) => {
 
 async function main(): Promise<void> {
   const pinned = pinSelf(CORE_LOAD);
-  const loadBefore = loadavg().map((l) => Math.round(l * 100) / 100);
+  const loadBefore = loadavgNow();
   const upstream = await startServer('upstream', 'upstream.ts', { core: CORE_LOAD });
   const host = await startServer('gateway', 'analytics-host.ts', {
     env: { UPSTREAM_PORT: String(upstream.port) },
@@ -232,17 +233,12 @@ async function main(): Promise<void> {
   await upstream.stop();
   const out = {
     date: new Date().toISOString(),
-    machine: {
-      nproc: cpus().length,
-      cpu: cpus()[0]?.model,
-      memGiB: Math.round(totalmem() / 2 ** 30),
-      loadavgBefore: loadBefore,
-      loadavgAfter: loadavg().map((l) => Math.round(l * 100) / 100),
-      node: process.version,
-      placement: pinned
+    machine: machineInfo(
+      loadBefore,
+      pinned
         ? `gateway on core ${CORE_UNDER_TEST}; load generator and upstream on core ${CORE_LOAD}`
         : 'not pinned',
-    },
+    ),
     settings: { rates: RATES, seconds: SECONDS, rounds: ROUNDS, connections: CONNECTIONS },
     gatewayCpuMsByThread: threads,
     results,

@@ -6,7 +6,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import http from 'node:http';
 import { readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { cpus, loadavg, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Express } from 'express';
@@ -226,4 +226,22 @@ export function benchServer(app: Express): http.Server {
   if (benchServerSetup() === 'plain') return http.createServer(app);
   disablePretenuring();
   return createExpressServer(app);
+}
+
+/** The load averages now, to two decimals: recorded before and after a run so a reader can judge it. */
+export function loadavgNow(): number[] {
+  return loadavg().map((l) => Math.round(l * 100) / 100);
+}
+
+/** The machine a run measured, as the results' JSON records it. */
+export function machineInfo(loadavgBefore: number[], placement: string) {
+  return {
+    nproc: cpus().length,
+    cpu: cpus()[0]?.model,
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    loadavgBefore,
+    loadavgAfter: loadavgNow(),
+    node: process.version,
+    placement,
+  };
 }

@@ -19,7 +19,6 @@
  * `http.createServer(app)` with V8's defaults instead of the recommended setup; see benchServer()).
  */
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
-import { cpus, loadavg, totalmem } from 'node:os';
 import { join, relative } from 'node:path';
 import {
   CORE_LOAD,
@@ -28,6 +27,8 @@ import {
   benchNodeFlags,
   benchServerSetup,
   cpuMs,
+  loadavgNow,
+  machineInfo,
   mainThreadCpuMs,
   median,
   percentile,
@@ -283,7 +284,7 @@ const ratio = (a?: number, b?: number) =>
 async function main(): Promise<void> {
   const pinned = pinSelf(CORE_LOAD);
   // Other work on the machine moves throughput: recorded so that a reader can judge the run.
-  const loadBefore = loadavg().map((l) => Math.round(l * 100) / 100);
+  const loadBefore = loadavgNow();
   const servers = new Map<Host, Server>();
   const upstream = await startServer('upstream', 'upstream.ts', { core: CORE_LOAD });
   servers.set('upstream', upstream);
@@ -521,17 +522,12 @@ async function main(): Promise<void> {
 
   const result = {
     date: new Date().toISOString(),
-    machine: {
-      nproc: cpus().length,
-      cpu: cpus()[0]?.model,
-      memGiB: Math.round(totalmem() / 2 ** 30),
-      loadavgBefore: loadBefore,
-      loadavgAfter: loadavg().map((l) => Math.round(l * 100) / 100),
-      node: process.version,
-      placement: pinned
+    machine: machineInfo(
+      loadBefore,
+      pinned
         ? `under test on core ${CORE_UNDER_TEST}; load generator and upstream on core ${CORE_LOAD}`
         : 'not pinned',
-    },
+    ),
     settings: {
       rounds: ROUNDS,
       seconds32: SECONDS,

@@ -27,6 +27,9 @@ import {
   CORE_UNDER_TEST,
   RESULTS_DIR,
   benchNodeFlags,
+  benchServerSetup,
+  loadavgNow,
+  machineInfo,
   median,
   percentile,
   pinSelf,
@@ -119,7 +122,8 @@ async function measure(server: Server, host: Host, lines: string[]) {
 }
 
 async function main(): Promise<void> {
-  pinSelf(CORE_LOAD);
+  const pinned = pinSelf(CORE_LOAD);
+  const loadBefore = loadavgNow();
   const upstream = await startServer('upstream', 'upstream.ts', { core: CORE_LOAD });
   const results: HostResult[] = [];
   for (const host of HOSTS) {
@@ -168,7 +172,7 @@ async function main(): Promise<void> {
   const round = (n: number | undefined, digits: number) =>
     n === undefined || Number.isNaN(n) ? '' : Number(n.toFixed(digits));
   console.log(
-    `Node ${process.version} (V8 ${process.versions.v8}), ${CONNECTIONS} connection(s), ${ROUNDS} × ${SECONDS} s` +
+    `Node ${process.version} (V8 ${process.versions.v8}), ${CONNECTIONS} connection(s), ${ROUNDS} × ${SECONDS} s, floor and gateway host setup: ${benchServerSetup()}` +
       (NODE_FLAGS.length ? `, node options: ${NODE_FLAGS.join(' ')}` : ''),
   );
   console.table(
@@ -191,8 +195,15 @@ async function main(): Promise<void> {
     file,
     JSON.stringify(
       {
-        node: process.version,
+        date: new Date().toISOString(),
+        machine: machineInfo(
+          loadBefore,
+          pinned
+            ? `hosts on core ${CORE_UNDER_TEST}; load generator and upstream on core ${CORE_LOAD}`
+            : 'not pinned',
+        ),
         v8: process.versions.v8,
+        hostSetup: benchServerSetup(),
         nodeFlags: NODE_FLAGS,
         connections: CONNECTIONS,
         rounds: ROUNDS,
